@@ -1,0 +1,52 @@
+# kite: plain Makefile. `make` builds build/kite; `make check` runs the unit tests
+# under ASan+UBSan; `make guests` builds the tiny test guests.
+VERSION := 0.1.0
+CC ?= cc
+BUILD := build
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
+HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) $(HARDEN) -Isrc -DKITE_VERSION='"$(VERSION)"' -MMD -MP
+LDFLAGS += -pie -Wl,-z,noexecstack -Wl,-z,relro -Wl,-z,now
+LDLIBS += -lpthread
+
+SRCS := $(shell find src -name '*.c' | sort)
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
+
+all: $(BUILD)/kite
+
+$(BUILD)/kite: $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# ---- unit tests: cmocka, built with ASan and UBSan ----
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
+SAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
+
+$(BUILD)/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -O1 -c -o $@ $<
+
+$(BUILD)/unit/%: tests/unit/%.c $(SAN_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -O1 -Itests/unit -o $@ $< $(SAN_OBJS) $(LDFLAGS) -lcmocka $(LDLIBS)
+
+unit: $(UNIT_BINS)
+
+check: unit
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+-include tests/guests/guests.mk
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all unit check clean
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

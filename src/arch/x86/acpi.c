@@ -1,0 +1,141 @@
+#include "arch/x86/acpi.h"
+
+#include <string.h>
+
+#include "arch/x86/layout.h"
+
+#define HDR_LEN 36
+
+uint8_t acpi_checksum(const uint8_t *p, uint64_t len)
+{
+	uint8_t s = 0;
+	for (uint64_t i = 0; i < len; i++)
+		s = (uint8_t)(s + p[i]);
+	return s;
+}
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
+static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
+
+static void header(uint8_t *t, const char sig[4], uint32_t len, uint8_t rev)
+{
+	memcpy(t, sig, 4);
+	put32(t + 4, len);
+	t[8] = rev;
+	memcpy(t + 10, "KITEVM", 6);
+	memcpy(t + 16, "KITEMVM ", 8);
+	put32(t + 24, 1);
+	memcpy(t + 28, "KITE", 4);
+	put32(t + 32, 1);
+}
+
+static void seal(uint8_t *t, uint32_t len, int csum_off)
+{
+	t[csum_off] = 0;
+	t[csum_off] = (uint8_t)(0 - acpi_checksum(t, len));
+}
+
+/* Generic Address Structure for one byte of system I/O space. */
+static void gas_io8(uint8_t *g, uint16_t port)
+{
+	g[0] = 1; /* system I/O */
+	g[1] = 8; /* bit width */
+	g[2] = 0;
+	g[3] = 1; /* byte access */
+	put64(g + 4, port);
+}
+
+static uint32_t build_dsdt(uint8_t *t)
+{
+	/* Name (_S5_, Package (2) { 5, 5 }): SLP_TYP for soft-off. */
+	static const uint8_t aml[] = {0x08, '_', 'S', '5', '_', 0x12, 0x06, 0x02,
+				      0x0a, ACPI_SLP_TYP_S5, 0x0a, ACPI_SLP_TYP_S5};
+	uint32_t len = HDR_LEN + sizeof(aml);
+	header(t, "DSDT", len, 2);
+	memcpy(t + HDR_LEN, aml, sizeof(aml));
+	seal(t, len, 9);
+	return len;
+}
+
+static uint32_t build_fadt(uint8_t *t, uint64_t dsdt)
+{
+	const uint32_t len = 276;
+	memset(t, 0, len);
+	header(t, "FACP", len, 6);
+	put32(t + 40, (uint32_t)dsdt);
+	put16(t + 46, 9);                   /* SCI_INT (unused when hardware-reduced) */
+	put16(t + 109, (1 << 1) | (1 << 2)); /* IAPC_BOOT_ARCH: 8042 present, no VGA */
+	put32(t + 112, (1u << 20) | (1u << 10)); /* HW_REDUCED_ACPI, RESET_REG_SUP */
+	gas_io8(t + 116, PORT_ACPI_SLEEP + 1);  /* RESET_REG */
+	t[128] = ACPI_RESET_VALUE;
+	t[131] = 0;                         /* FADT minor version */
+	put64(t + 140, dsdt);               /* X_DSDT */
+	gas_io8(t + 244, PORT_ACPI_SLEEP);  /* SLEEP_CONTROL_REG */
+	gas_io8(t + 256, PORT_ACPI_SLEEP);  /* SLEEP_STATUS_REG */
+	put64(t + 268, 0x4b564d4b564d4b56ULL); /* hypervisor vendor: "VKMVKMVK" */
+	seal(t, len, 9);
+	return len;
+}
+
+static uint32_t build_madt(uint8_t *t, unsigned ncpus)
+{
+	uint32_t len = HDR_LEN + 8 + 8 * ncpus + 12;
+	memset(t, 0, len);
+	header(t, "APIC", len, 4);
+	put32(t + 36, (uint32_t)LAYOUT_LAPIC);
+	put32(t + 40, 0); /* no PCAT_COMPAT: the guest routes everything through the IOAPIC */
+	uint8_t *e = t + 44;
+	for (unsigned i = 0; i < ncpus; i++, e += 8) {
+		e[0] = 0;           /* processor local APIC */
+		e[1] = 8;
+		e[2] = (uint8_t)i;  /* ACPI processor UID */
+		e[3] = (uint8_t)i;  /* APIC id */
+		put32(e + 4, 1);    /* enabled */
+	}
+	e[0] = 1; /* IOAPIC */
+	e[1] = 12;
+	e[2] = (uint8_t)ncpus; /* IOAPIC id after the CPUs' */
+	put32(e + 4, (uint32_t)LAYOUT_IOAPIC);
+	put32(e + 8, 0);       /* GSI base */
+	seal(t, len, 9);
+	return len;
+}
+
+int acpi_build(struct gmem *m, unsigned ncpus, uint64_t *rsdp_gpa)
+{
+	const uint64_t base = LAYOUT_BIOS_START;
+	const uint64_t size = LAYOUT_BIOS_END - LAYOUT_BIOS_START;
+	uint8_t *area = gmem_ptr(m, base, size);
+	if (!area || ncpus == 0 || ncpus > 254)
+		return -1;
+	memset(area, 0, size);
+	uint64_t rsdp = base, xsdt = base + 0x40, fadt = base + 0x80;
+	uint64_t dsdt = fadt + 0x200, madt = dsdt + 0x100;
+	if ((madt - base) + HDR_LEN + 8 + 8 * ncpus + 12 > size)
+		return -1;
+
+	uint32_t dlen = build_dsdt(area + (dsdt - base));
+	(void)dlen;
+	build_fadt(area + (fadt - base), dsdt);
+	build_madt(area + (madt - base), ncpus);
+
+	uint8_t *x = area + (xsdt - base);
+	uint32_t xlen = HDR_LEN + 2 * 8;
+	header(x, "XSDT", xlen, 1);
+	put64(x + HDR_LEN, fadt);
+	put64(x + HDR_LEN + 8, madt);
+	seal(x, xlen, 9);
+
+	uint8_t *r = area + (rsdp - base);
+	memcpy(r, "RSD PTR ", 8);
+	memcpy(r + 9, "KITEVM", 6);
+	r[15] = 2;              /* ACPI 2.0+ */
+	put32(r + 16, 0);       /* no RSDT: XSDT only */
+	put32(r + 20, 36);
+	put64(r + 24, xsdt);
+	r[8] = (uint8_t)(0 - acpi_checksum(r, 20));
+	r[32] = (uint8_t)(0 - acpi_checksum(r, 36));
+	*rsdp_gpa = rsdp;
+	return 0;
+}

@@ -1,0 +1,23 @@
+#include "devices/device.h"
+
+extern const struct device_desc __start_kite_devices[];
+extern const struct device_desc __stop_kite_devices[];
+
+int devices_create(struct vm *vm, struct kite_err *err)
+{
+	for (const struct device_desc *d = __start_kite_devices; d < __stop_kite_devices; d++) {
+		if (d->create(vm, err) < 0) {
+			if (!err->code)
+				err_set(err, KITE_EXIT_ERROR, "device %s: setup failed", d->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void devices_destroy(struct vm *vm)
+{
+	for (const struct device_desc *d = __start_kite_devices; d < __stop_kite_devices; d++)
+		if (d->destroy)
+			d->destroy(vm);
+}

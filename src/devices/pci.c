@@ -1,0 +1,125 @@
+#include "devices/pci.h"
+
+#include <string.h>
+
+#include "arch/x86/layout.h"
+#include "devices/device.h"
+
+#define PCI_VENDOR_REDHAT 0x1b36
+#define PCI_DEVICE_HOST 0x0008
+#define PCI_CLASS_HOST_BRIDGE 0x0600
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+
+void pci_bus_init(struct pci_bus *b)
+{
+	memset(b, 0, sizeof(*b));
+	pthread_mutex_init(&b->lock, NULL);
+	struct pci_dev *h = &b->host_bridge;
+	put16(h->cfg + 0x00, PCI_VENDOR_REDHAT);
+	put16(h->cfg + 0x02, PCI_DEVICE_HOST);
+	put16(h->cfg + 0x0a, PCI_CLASS_HOST_BRIDGE);
+	h->cfg[0x0e] = 0x00; /* header type 0, single function */
+	put16(h->wmask + 0x04, 0x0006); /* command: memory, bus master */
+	b->slot[0] = h;
+}
+
+int pci_bus_add(struct pci_bus *b, struct pci_dev *d)
+{
+	for (int i = 1; i < PCI_SLOTS; i++) {
+		if (!b->slot[i]) {
+			b->slot[i] = d;
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* The addressed device and register, or NULL for nothing there. */
+static struct pci_dev *target(struct pci_bus *b, unsigned *reg)
+{
+	uint32_t a = b->addr;
+	if (!(a & 0x80000000u))
+		return NULL;
+	unsigned bus = (a >> 16) & 0xff, slot = (a >> 11) & 0x1f, fn = (a >> 8) & 7;
+	*reg = a & 0xfc;
+	if (bus != 0 || fn != 0)
+		return NULL;
+	return b->slot[slot];
+}
+
+void pci_io_read(struct pci_bus *b, unsigned offset, uint8_t *data, unsigned size)
+{
+	pthread_mutex_lock(&b->lock);
+	memset(data, 0xff, size);
+	if (offset == 0 && size == 4) {
+		memcpy(data, &b->addr, 4);
+	} else if (offset >= 4) {
+		unsigned reg;
+		struct pci_dev *d = target(b, &reg);
+		unsigned at = reg + (offset - 4);
+		if (d && at + size <= PCI_CFG_SIZE)
+			memcpy(data, d->cfg + at, size);
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+void pci_io_write(struct pci_bus *b, unsigned offset, const uint8_t *data, unsigned size)
+{
+	pthread_mutex_lock(&b->lock);
+	if (offset == 0 && size == 4) {
+		memcpy(&b->addr, data, 4);
+	} else if (offset == 1 && size == 1) {
+		/* 0xCF9 reset control: bit 2 starts the reset (`reboot=p`). */
+		if ((data[0] & 0x04) && b->reset)
+			b->reset(b->reset_ctx);
+	} else if (offset >= 4) {
+		unsigned reg;
+		struct pci_dev *d = target(b, &reg);
+		unsigned at = reg + (offset - 4);
+		if (d && at + size <= PCI_CFG_SIZE) {
+			uint32_t value = 0;
+			for (unsigned i = 0; i < size; i++) {
+				uint8_t m = d->wmask[at + i];
+				d->cfg[at + i] = (uint8_t)((d->cfg[at + i] & ~m) | (data[i] & m));
+				value |= (uint32_t)data[i] << (8 * i);
+			}
+			if (d->ops && d->ops->cfg_write)
+				d->ops->cfg_write(d, at, value, size);
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- bus 0 as a kite device ---- */
+
+static struct pci_bus pci0;
+
+static void pci_reset(void *ctx)
+{
+	vm_request_stop(ctx, KITE_EXIT_OK, "guest reset (PCI reset control)");
+}
+
+static void pci_read(void *o, uint64_t off, uint8_t *data, unsigned size)
+{
+	pci_io_read(o, (unsigned)off, data, size);
+}
+
+static void pci_write(void *o, uint64_t off, const uint8_t *data, unsigned size)
+{
+	pci_io_write(o, (unsigned)off, data, size);
+}
+
+static const struct bus_ops pci_ops = {.read = pci_read, .write = pci_write};
+
+static int pci_create(struct vm *vm, struct kite_err *err)
+{
+	pci_bus_init(&pci0);
+	pci0.reset = pci_reset;
+	pci0.reset_ctx = vm;
+	if (bus_register(&vm->pio, PORT_PCI_CONFIG_ADDR, 8, &pci_ops, &pci0, "pci-config") < 0)
+		return err_set(err, KITE_EXIT_ERROR, "pci: port range busy");
+	return 0;
+}
+
+KITE_DEVICE(pci, {.name = "pci", .create = pci_create});

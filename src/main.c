@@ -1,0 +1,175 @@
+/* Command line -> one vm_config. Nothing else lives here. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/log.h"
+#include "vmm/machine.h"
+
+#ifndef KITE_VERSION
+#define KITE_VERSION "0.0.0"
+#endif
+
+#define DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1"
+#define MAX_MEM_MIB (1024u * 1024u) /* 1 TiB */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: kite --version\n"
+		"       kite run --kernel PATH [--initrd PATH] [--cmdline \"...\"] [--cpus N]\n"
+		"                [--mem MiB] [--serial stdio|none|PATH] [--boot-timer]\n"
+		"                [--level error|warning|info|debug] [--test-device]\n"
+		"\n"
+		"Boots a Linux microVM (bzImage or vmlinux ELF) on /dev/kvm. Defaults: 1 vCPU,\n"
+		"128 MiB, cmdline \"" DEFAULT_CMDLINE "\", serial on stdio.\n"
+		"Exit codes: 0 guest rebooted/powered off, 1 runtime error, 2 bad usage,\n"
+		"3 KVM unavailable, 4 bad kernel/initrd, 5 guest crashed the vCPU (KVM internal\n"
+		"error or unhandled exit), 6 a test guest's assertion failed.\n");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "kite: error: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, " (see 'kite --help')\n");
+	return KITE_EXIT_USAGE;
+}
+
+/* Strict decimal: digits only, no sign, no overflow. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+	if (!s || !*s)
+		return -1;
+	for (const char *p = s; *p; p++)
+		if (*p < '0' || *p > '9')
+			return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, NULL, 10);
+	if (errno)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int cmd_run(int argc, char **argv, struct vm_config *cfg)
+{
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
+	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP };
+	static const struct option opts[] = {
+		{"kernel", required_argument, NULL, OPT_KERNEL},
+		{"initrd", required_argument, NULL, OPT_INITRD},
+		{"cmdline", required_argument, NULL, OPT_CMDLINE},
+		{"cpus", required_argument, NULL, OPT_CPUS},
+		{"mem", required_argument, NULL, OPT_MEM},
+		{"serial", required_argument, NULL, OPT_SERIAL},
+		{"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+		{"test-device", no_argument, NULL, OPT_TEST_DEVICE},
+		{"level", required_argument, NULL, OPT_LEVEL},
+		{"help", no_argument, NULL, OPT_HELP},
+		{NULL, 0, NULL, 0},
+	};
+	opterr = 0;
+	optind = 1;
+	int c;
+	uint64_t v;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_KERNEL:
+			cfg->kernel = optarg;
+			break;
+		case OPT_INITRD:
+			cfg->initrd = optarg;
+			break;
+		case OPT_CMDLINE:
+			cfg->cmdline = optarg;
+			break;
+		case OPT_CPUS:
+			if (parse_u64(optarg, &v) < 0 || v == 0 || v > UINT_MAX)
+				return usage_error("--cpus '%s': expected a vCPU count of at least 1", optarg);
+			cfg->cpus = (unsigned)v;
+			break;
+		case OPT_MEM:
+			if (parse_u64(optarg, &v) < 0 || v < 2 || v > MAX_MEM_MIB)
+				return usage_error("--mem '%s': expected MiB between 2 and 1048576", optarg);
+			cfg->mem_mib = v;
+			break;
+		case OPT_SERIAL:
+			if (strcmp(optarg, "stdio") == 0) {
+				cfg->serial = SERIAL_STDIO;
+			} else if (strcmp(optarg, "none") == 0) {
+				cfg->serial = SERIAL_NONE;
+			} else if (*optarg) {
+				cfg->serial = SERIAL_FILE;
+				cfg->serial_path = optarg;
+			} else {
+				return usage_error("--serial '%s': expected stdio, none or a file path", optarg);
+			}
+			break;
+		case OPT_BOOT_TIMER:
+			cfg->boot_timer = true;
+			break;
+		case OPT_TEST_DEVICE:
+			cfg->test_device = true;
+			break;
+		case OPT_LEVEL: {
+			enum log_level l;
+			if (log_parse_level(optarg, &l) < 0)
+				return usage_error("--level '%s': expected error, warning, info or debug", optarg);
+			log_set_level(l);
+			break;
+		}
+		case OPT_HELP:
+			usage(stdout);
+			exit(0);
+		case ':':
+			return usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			if (optopt)
+				return usage_error("option '%s' needs a value", argv[optind - 1]);
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!cfg->kernel)
+		return usage_error("%s", "--kernel is required");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct vm_config cfg = {
+		.cmdline = DEFAULT_CMDLINE,
+		.cpus = 1,
+		.mem_mib = 128,
+		.serial = SERIAL_STDIO,
+	};
+	clock_gettime(CLOCK_MONOTONIC, &cfg.exec_time);
+
+	if (argc < 2) {
+		usage(stderr);
+		return KITE_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+		printf("kite v%s\n", KITE_VERSION);
+		return 0;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "run") == 0) {
+		int r = cmd_run(argc - 1, argv + 1, &cfg);
+		if (r)
+			return r;
+		return machine_run(&cfg);
+	}
+	if (argv[1][0] == '-')
+		return usage_error("unknown option '%s'", argv[1]);
+	return usage_error("unknown command '%s'", argv[1]);
+}

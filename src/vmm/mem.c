@@ -1,0 +1,85 @@
+#include "vmm/mem.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "arch/x86/layout.h"
+
+int gmem_init(struct gmem *m, uint64_t ram_size, void *backing)
+{
+	memset(m, 0, sizeof(*m));
+	if (ram_size == 0 || ram_size > (UINT64_MAX >> 2)) {
+		errno = EINVAL;
+		return -1;
+	}
+	uint8_t *base = backing;
+	if (!base) {
+		void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return -1;
+		base = p;
+		m->mapped = 1;
+		/* Guest RAM in a core dump of the VMM is tenant data; keep it out. */
+		madvise(p, ram_size, MADV_DONTDUMP);
+	}
+	m->base = base;
+	m->ram_size = ram_size;
+	uint64_t low = ram_size < LAYOUT_MMIO_HOLE_START ? ram_size : LAYOUT_MMIO_HOLE_START;
+	m->region[0] = (struct gmem_region){.gpa = 0, .size = low, .hva = base};
+	m->nr_regions = 1;
+	if (ram_size > low) {
+		m->region[1] = (struct gmem_region){
+			.gpa = LAYOUT_MMIO_HOLE_END, .size = ram_size - low, .hva = base + low};
+		m->nr_regions = 2;
+	}
+	return 0;
+}
+
+void gmem_free(struct gmem *m)
+{
+	if (m->mapped && m->base)
+		munmap(m->base, m->ram_size);
+	memset(m, 0, sizeof(*m));
+}
+
+void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len)
+{
+	if (len == 0)
+		len = 1;
+	for (int i = 0; i < m->nr_regions; i++) {
+		const struct gmem_region *r = &m->region[i];
+		if (gpa < r->gpa)
+			continue;
+		uint64_t off = gpa - r->gpa;
+		/* off < size and len <= size - off: no addition can overflow. */
+		if (off >= r->size || len > r->size - off)
+			continue;
+		return r->hva + off;
+	}
+	return NULL;
+}
+
+int gmem_read(const struct gmem *m, uint64_t gpa, void *dst, uint64_t len)
+{
+	void *p = gmem_ptr(m, gpa, len);
+	if (!p)
+		return -1;
+	memcpy(dst, p, len);
+	return 0;
+}
+
+int gmem_write(const struct gmem *m, uint64_t gpa, const void *src, uint64_t len)
+{
+	void *p = gmem_ptr(m, gpa, len);
+	if (!p)
+		return -1;
+	memcpy(p, src, len);
+	return 0;
+}
+
+uint64_t gmem_low_end(const struct gmem *m)
+{
+	return m->nr_regions ? m->region[0].size : 0;
+}

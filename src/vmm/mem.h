@@ -1,0 +1,43 @@
+/* Guest memory and the one checked guest-physical -> host translator.
+ *
+ * Everything that touches guest memory (loaders, devices, tables) goes through
+ * gmem_ptr()/gmem_read()/gmem_write(): a (gpa, len) range is accepted only when it
+ * lies entirely inside one RAM region, with overflow-checked arithmetic. */
+#ifndef KITE_MEM_H
+#define KITE_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GMEM_MAX_REGIONS 2
+
+struct gmem_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *hva;
+};
+
+struct gmem {
+	struct gmem_region region[GMEM_MAX_REGIONS];
+	int nr_regions;
+	uint64_t ram_size; /* total bytes of RAM */
+	uint8_t *base;     /* one host mapping backing all regions */
+	int mapped;        /* base came from mmap (gmem_free unmaps) */
+};
+
+/* Splits ram_size bytes around the 32-bit MMIO hole: [0, min(ram, 3 GiB)) and
+ * [4 GiB, 4 GiB + rest). Backs them with `backing` (ram_size bytes), or with a fresh
+ * anonymous MAP_NORESERVE mapping when backing is NULL. Returns 0 or -1 (errno). */
+int gmem_init(struct gmem *m, uint64_t ram_size, void *backing);
+void gmem_free(struct gmem *m);
+
+/* Host pointer for [gpa, gpa+len) or NULL when any byte is outside RAM. len 0 is
+ * treated as 1 byte (the address itself must be RAM). */
+void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len);
+int gmem_read(const struct gmem *m, uint64_t gpa, void *dst, uint64_t len);
+int gmem_write(const struct gmem *m, uint64_t gpa, const void *src, uint64_t len);
+
+/* End of the RAM region that starts at 0 (exclusive). */
+uint64_t gmem_low_end(const struct gmem *m);
+
+#endif

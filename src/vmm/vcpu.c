@@ -1,0 +1,185 @@
+/* vCPU threads and the exit loop. Port and MMIO exits go to the buses; the loop
+ * knows no device. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "vmm/exit_names.h"
+#include "vmm/vm.h"
+
+#define SIG_VCPU_KICK SIGUSR1
+
+static void kick_handler(int sig) { (void)sig; }
+
+int vcpus_create(struct vm *vm, struct kite_err *err)
+{
+	vm->vcpus = calloc(vm->cfg->cpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return err_set(err, KITE_EXIT_ERROR, "out of memory");
+	vm->nr_vcpus = vm->cfg->cpus;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vm->vcpus[i].fd = -1;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		v->vm = vm;
+		v->id = i;
+		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
+		if (v->fd < 0)
+			return err_set(err, KITE_EXIT_KVM, "KVM_CREATE_VCPU %u: %s", i, strerror(errno));
+		v->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+		if (v->run == MAP_FAILED) {
+			v->run = NULL;
+			return err_set(err, KITE_EXIT_KVM, "mmap vCPU %u run area: %s", i, strerror(errno));
+		}
+		if (cpu_setup(vm, v, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void handle_io(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+	/* KVM bounds count * size by the page it shares with us. */
+	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size)
+		bus_dispatch(&v->vm->pio, run->io.port, data, run->io.size, is_write);
+}
+
+static void fatal_exit(struct vcpu *v, const char *what)
+{
+	struct kvm_run *run = v->run;
+	fprintf(stderr, "kite: error: vCPU %u: %s (exit reason %u %s)\n", v->id, what,
+		run->exit_reason, kvm_exit_name(run->exit_reason));
+	if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+		fprintf(stderr, "kite: internal error suberror %u (%s), %u data words\n",
+			run->internal.suberror, kvm_internal_error_name(run->internal.suberror),
+			run->internal.ndata);
+	if (run->exit_reason == KVM_EXIT_FAIL_ENTRY)
+		fprintf(stderr, "kite: hardware entry failure reason 0x%llx\n",
+			(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+	cpu_dump_regs(v);
+	vm_request_stop(v->vm, KITE_EXIT_GUEST, "vCPU %u: %s %s", v->id, what,
+			kvm_exit_name(run->exit_reason));
+}
+
+/* Returns false when the vCPU should leave its loop. */
+static bool handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		v->exits_io++;
+		handle_io(v);
+		return true;
+	case KVM_EXIT_MMIO:
+		v->exits_mmio++;
+		bus_dispatch(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data,
+			     run->mmio.len, run->mmio.is_write);
+		return true;
+	case KVM_EXIT_INTR:
+		v->exits_other++;
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		/* A triple fault: how x86 resets. Linux uses it as a reboot method. */
+		vm_request_stop(v->vm, KITE_EXIT_OK, "guest reset (triple fault on vCPU %u)", v->id);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		switch (run->system_event.type) {
+		case KVM_SYSTEM_EVENT_SHUTDOWN:
+			vm_request_stop(v->vm, KITE_EXIT_OK, "guest powered off");
+			return false;
+		case KVM_SYSTEM_EVENT_RESET:
+			vm_request_stop(v->vm, KITE_EXIT_OK, "guest reset");
+			return false;
+		default:
+			fatal_exit(v, "unexpected system event");
+			return false;
+		}
+	case KVM_EXIT_HLT:
+		/* Only without an in-kernel LAPIC; kite always has one. */
+		v->exits_other++;
+		return true;
+	default:
+		fatal_exit(v, run->exit_reason == KVM_EXIT_INTERNAL_ERROR ? "KVM internal error"
+									  : "unhandled exit");
+		return false;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "kite-vcpu%u", v->id);
+	pthread_setname_np(pthread_self(), name);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIG_VCPU_KICK);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	while (!vm_stopping(v->vm)) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				v->run->immediate_exit = 0;
+				continue;
+			}
+			int e = errno;
+			log_error("vCPU %u: KVM_RUN: %s", v->id, strerror(e));
+			cpu_dump_regs(v);
+			vm_request_stop(v->vm, KITE_EXIT_GUEST, "vCPU %u: KVM_RUN failed: %s", v->id,
+					strerror(e));
+			break;
+		}
+		if (!handle_exit(v))
+			break;
+	}
+	return NULL;
+}
+
+int vcpus_start(struct vm *vm, struct kite_err *err)
+{
+	struct sigaction sa = {.sa_handler = kick_handler};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIG_VCPU_KICK, &sa, NULL);
+
+	/* vCPU threads unblock the kick signal themselves; everyone else keeps it blocked. */
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIG_VCPU_KICK);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		int e = pthread_create(&v->thread, NULL, vcpu_thread, v);
+		if (e)
+			return err_set(err, KITE_EXIT_ERROR, "start vCPU %u thread: %s", i, strerror(e));
+		v->started = true;
+	}
+	return 0;
+}
+
+void vcpus_stop(struct vm *vm)
+{
+	vm_request_stop(vm, KITE_EXIT_OK, "stopped by the VMM");
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (!v->started)
+			continue;
+		/* immediate_exit covers a kick that lands just before KVM_RUN. */
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+		pthread_kill(v->thread, SIG_VCPU_KICK);
+	}
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (!v->started)
+			continue;
+		pthread_join(v->thread, NULL);
+		v->started = false;
+	}
+}

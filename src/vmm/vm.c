@@ -1,0 +1,193 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "arch/x86/cpuid.h"
+#include "arch/x86/layout.h"
+
+void vm_init(struct vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = -1;
+	pthread_mutex_init(&vm->stop.lock, NULL);
+	pthread_cond_init(&vm->stop.cond, NULL);
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+}
+
+int kvm_open(struct vm *vm, struct kite_err *err)
+{
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		if (errno == ENOENT)
+			return err_set(err, KITE_EXIT_KVM,
+				       "/dev/kvm not found: KVM is not available on this host (load kvm_intel or kvm_amd)");
+		return err_set(err, KITE_EXIT_KVM, "open /dev/kvm: %s%s", strerror(errno),
+			       errno == EACCES ? " (add the user to the kvm group)" : "");
+	}
+	int api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION)
+		return err_set(err, KITE_EXIT_KVM, "/dev/kvm speaks API %d, kite needs %d", api,
+			       KVM_API_VERSION);
+	static const struct {
+		int cap;
+		const char *name;
+	} need[] = {
+		{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+		{KVM_CAP_HLT, "KVM_CAP_HLT"},
+		{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+		{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+		{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+		{KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+		{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+	};
+	for (unsigned i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, need[i].cap) <= 0)
+			return err_set(err, KITE_EXIT_KVM, "/dev/kvm lacks %s", need[i].name);
+	int max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max <= 0)
+		max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max <= 0)
+		max = 4;
+	vm->max_vcpus = (unsigned)max > 254 ? 254 : (unsigned)max; /* xAPIC ids, MADT */
+	vm->tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size <= 0)
+		return err_set(err, KITE_EXIT_KVM, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+	return 0;
+}
+
+static int get_supported_cpuid(struct vm *vm, struct kite_err *err)
+{
+	for (unsigned n = 128; n <= 4096; n *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+		if (!c)
+			return err_set(err, KITE_EXIT_ERROR, "out of memory");
+		c->nent = n;
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			vm->supported_cpuid = c;
+			return 0;
+		}
+		int e = errno;
+		free(c);
+		if (e != E2BIG)
+			return err_set(err, KITE_EXIT_KVM, "KVM_GET_SUPPORTED_CPUID: %s", strerror(e));
+	}
+	return err_set(err, KITE_EXIT_KVM, "KVM_GET_SUPPORTED_CPUID: too many entries");
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
+{
+	vm->cfg = cfg;
+	if (cfg->cpus == 0 || cfg->cpus > vm->max_vcpus)
+		return err_set(err, KITE_EXIT_USAGE, "--cpus %u out of range: this host's KVM allows 1 to %u",
+			       cfg->cpus, vm->max_vcpus);
+	if (get_supported_cpuid(vm, err) < 0)
+		return -1;
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0)
+		return err_set(err, KITE_EXIT_KVM, "KVM_CREATE_VM: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_TSS) < 0)
+		return err_set(err, KITE_EXIT_KVM, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+	uint64_t idmap = LAYOUT_IDENTITY_MAP;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
+		log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return err_set(err, KITE_EXIT_KVM, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return err_set(err, KITE_EXIT_KVM, "KVM_CREATE_PIT2: %s", strerror(errno));
+
+	uint64_t bytes = cfg->mem_mib << 20;
+	if (gmem_init(&vm->mem, bytes, NULL) < 0)
+		return err_set(err, KITE_EXIT_ERROR, "cannot map %llu MiB of guest memory: %s",
+			       (unsigned long long)cfg->mem_mib, strerror(errno));
+	for (int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct gmem_region *r = &vm->mem.region[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = (uint32_t)i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+			return err_set(err, KITE_EXIT_KVM, "KVM_SET_USER_MEMORY_REGION (%llu MiB at 0x%llx): %s",
+				       (unsigned long long)(r->size >> 20), (unsigned long long)r->gpa,
+				       strerror(errno));
+	}
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (v->run && v->run != MAP_FAILED)
+			munmap(v->run, (size_t)vm->run_size);
+		if (v->fd >= 0)
+			close(v->fd);
+	}
+	free(vm->vcpus);
+	vm->vcpus = NULL;
+	free(vm->supported_cpuid);
+	vm->supported_cpuid = NULL;
+	gmem_free(&vm->mem);
+	bus_free(&vm->pio);
+	bus_free(&vm->mmio);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->vm_fd = vm->kvm_fd = -1;
+}
+
+void vm_request_stop(struct vm *vm, int exit_code, const char *fmt, ...)
+{
+	pthread_mutex_lock(&vm->stop.lock);
+	if (!vm->stop.requested) {
+		vm->stop.requested = true;
+		vm->stop.exit_code = exit_code;
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(vm->stop.reason, sizeof(vm->stop.reason), fmt, ap);
+		va_end(ap);
+		pthread_cond_broadcast(&vm->stop.cond);
+	}
+	pthread_mutex_unlock(&vm->stop.lock);
+}
+
+bool vm_stopping(struct vm *vm)
+{
+	return __atomic_load_n(&vm->stop.requested, __ATOMIC_ACQUIRE);
+}
+
+void vm_irq_set(struct vm *vm, unsigned gsi, int level)
+{
+	struct kvm_irq_level irq = {.irq = gsi, .level = (uint32_t)level};
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		log_debug("KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
+}
+
+void vm_irq_pulse(struct vm *vm, unsigned gsi)
+{
+	vm_irq_set(vm, gsi, 1);
+	vm_irq_set(vm, gsi, 0);
+}
+
+uint64_t vm_uptime_us(const struct vm *vm)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	const struct timespec *t0 = &vm->cfg->exec_time;
+	return (uint64_t)(now.tv_sec - t0->tv_sec) * 1000000u +
+	       (uint64_t)((now.tv_nsec - t0->tv_nsec) / 1000);
+}

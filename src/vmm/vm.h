@@ -1,0 +1,98 @@
+/* The VM: KVM handles, guest memory, device buses, vCPUs, and how it stops.
+ * Everything a device may use is declared here and in bus.h / mem.h. */
+#ifndef KITE_VM_H
+#define KITE_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "util/log.h"
+#include "vmm/bus.h"
+#include "vmm/mem.h"
+
+enum serial_mode { SERIAL_STDIO, SERIAL_NONE, SERIAL_FILE };
+
+struct vm_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	unsigned cpus;
+	uint64_t mem_mib;
+	enum serial_mode serial;
+	const char *serial_path;
+	bool boot_timer;
+	bool test_device;
+	struct timespec exec_time; /* when the process started: boot timer reference */
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+	uint64_t exits_io, exits_mmio, exits_other;
+};
+
+/* How the VM ended, set once by the first stopper. */
+struct vm_stop {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool requested;
+	int exit_code;
+	char reason[160];
+};
+
+struct vm {
+	const struct vm_config *cfg;
+	int kvm_fd, vm_fd;
+	int run_size;
+	unsigned max_vcpus;
+	struct gmem mem;
+	struct bus pio, mmio;
+	struct vcpu *vcpus;
+	unsigned nr_vcpus;
+	struct kvm_cpuid2 *supported_cpuid;
+	bool tsc_deadline;
+	struct vm_stop stop;
+	/* Boot entry for the BSP, filled by the loader. */
+	int boot_mode;
+	uint64_t boot_entry;
+};
+
+/* Zeroes the VM and prepares its locks and buses; first call on a struct vm. */
+void vm_init(struct vm *vm);
+/* Opens /dev/kvm and checks the API; errors carry KITE_EXIT_KVM. */
+int kvm_open(struct vm *vm, struct kite_err *err);
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err);
+void vm_destroy(struct vm *vm);
+
+/* Asks the VM to stop with this exit code; the first call wins. Safe from any thread. */
+void vm_request_stop(struct vm *vm, int exit_code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+bool vm_stopping(struct vm *vm);
+
+/* Raises an edge on a GSI of the in-kernel IOAPIC/PIC. */
+void vm_irq_pulse(struct vm *vm, unsigned gsi);
+void vm_irq_set(struct vm *vm, unsigned gsi, int level);
+
+int vcpus_create(struct vm *vm, struct kite_err *err);
+int vcpus_start(struct vm *vm, struct kite_err *err);
+/* Stops every vCPU thread and joins it. */
+void vcpus_stop(struct vm *vm);
+
+/* x86: registers, MSRs, FPU, LAPIC, CPUID of one vCPU before it runs. */
+int cpu_setup(struct vm *vm, struct vcpu *v, struct kite_err *err);
+/* Prints the vCPU's registers to stderr (unhandled exits, internal errors). */
+void cpu_dump_regs(struct vcpu *v);
+
+/* Microseconds since the process started. */
+uint64_t vm_uptime_us(const struct vm *vm);
+
+#endif
