@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "arch/x86/aml.h"
 #include "arch/x86/layout.h"
 
 #define HDR_LEN 36
@@ -46,16 +47,36 @@ static void gas_io8(uint8_t *g, uint16_t port)
 	put64(g + 4, port);
 }
 
-static uint32_t build_dsdt(uint8_t *t)
+/* The DSDT: \_S5 (soft-off) and COM1 as a PNP0501 device. Hardware-reduced
+ * Linux has no legacy PIC, so it only wires IRQ 4 to the IOAPIC for a device the
+ * firmware describes; the static 8250 port alone cannot take its interrupt. */
+static int build_dsdt(uint8_t *t, uint32_t room, uint32_t *out_len)
 {
-	/* Name (_S5_, Package (2) { 5, 5 }): SLP_TYP for soft-off. */
-	static const uint8_t aml[] = {0x08, '_', 'S', '5', '_', 0x12, 0x06, 0x02,
-				      0x0a, ACPI_SLP_TYP_S5, 0x0a, ACPI_SLP_TYP_S5};
-	uint32_t len = HDR_LEN + sizeof(aml);
+	static struct aml dsdt, sb, com1;
+	memset(&dsdt, 0, sizeof(dsdt));
+	memset(&sb, 0, sizeof(sb));
+	memset(&com1, 0, sizeof(com1));
+
+	const uint8_t s5[2] = {ACPI_SLP_TYP_S5, ACPI_SLP_TYP_S5};
+	aml_name_pkg_bytes(&dsdt, "_S5_", s5, 2);
+
+	/* IO (Decode16, 0x3F8, 0x3F8, 1, 8), IRQNoFlags () {4}, end tag */
+	const uint8_t crs[] = {0x47, 0x01, PORT_COM1 & 0xff, PORT_COM1 >> 8, PORT_COM1 & 0xff,
+			       PORT_COM1 >> 8, 0x01, 0x08, 0x22, 1 << IRQ_COM1, 0x00, 0x79, 0x00};
+	aml_name_eisaid(&com1, "_HID", "PNP0501");
+	aml_name_int(&com1, "_UID", 1);
+	aml_name_buffer(&com1, "_CRS", crs, sizeof(crs));
+	aml_device(&sb, "COM1", &com1);
+	aml_scope(&dsdt, "_SB_", &sb);
+
+	uint32_t len = HDR_LEN + (uint32_t)dsdt.len;
+	if (dsdt.err || len > room)
+		return -1;
 	header(t, "DSDT", len, 2);
-	memcpy(t + HDR_LEN, aml, sizeof(aml));
+	memcpy(t + HDR_LEN, dsdt.b, dsdt.len);
 	seal(t, len, 9);
-	return len;
+	*out_len = len;
+	return 0;
 }
 
 static uint32_t build_fadt(uint8_t *t, uint64_t dsdt)
@@ -65,7 +86,10 @@ static uint32_t build_fadt(uint8_t *t, uint64_t dsdt)
 	header(t, "FACP", len, 6);
 	put32(t + 40, (uint32_t)dsdt);
 	put16(t + 46, 9);                   /* SCI_INT (unused when hardware-reduced) */
-	put16(t + 109, (1 << 1) | (1 << 2)); /* IAPC_BOOT_ARCH: 8042 present, no VGA */
+	/* IAPC_BOOT_ARCH: no VGA, no CMOS RTC (the guest reads wall time from
+	 * kvmclock). The 8042 flag stays clear: kite's i8042 only resets, and with
+	 * the flag Linux spends seconds probing it, as it would the RTC. */
+	put16(t + 109, (1 << 2) | (1 << 5));
 	put32(t + 112, (1u << 20) | (1u << 10)); /* HW_REDUCED_ACPI, RESET_REG_SUP */
 	gas_io8(t + 116, PORT_ACPI_SLEEP + 1);  /* RESET_REG */
 	t[128] = ACPI_RESET_VALUE;
@@ -78,9 +102,16 @@ static uint32_t build_fadt(uint8_t *t, uint64_t dsdt)
 	return len;
 }
 
+/* ISA IRQs given an interrupt source override. A hardware-reduced guest has no
+ * legacy PIC, so Linux maps ISA IRQs to IOAPIC pins only where the MADT says so;
+ * without these the serial port's IRQ 4 has no handler chip and a console open
+ * fails. Identity, edge-triggered, active high. */
+#define MADT_ISA_IRQS 15 /* 0..15 except 2 (the cascade) */
+#define MADT_LEN(ncpus) (HDR_LEN + 8 + 8 * (ncpus) + 12 + 10 * MADT_ISA_IRQS)
+
 static uint32_t build_madt(uint8_t *t, unsigned ncpus)
 {
-	uint32_t len = HDR_LEN + 8 + 8 * ncpus + 12;
+	uint32_t len = MADT_LEN(ncpus);
 	memset(t, 0, len);
 	header(t, "APIC", len, 4);
 	put32(t + 36, (uint32_t)LAYOUT_LAPIC);
@@ -98,6 +129,18 @@ static uint32_t build_madt(uint8_t *t, unsigned ncpus)
 	e[2] = (uint8_t)ncpus; /* IOAPIC id after the CPUs' */
 	put32(e + 4, (uint32_t)LAYOUT_IOAPIC);
 	put32(e + 8, 0);       /* GSI base */
+	e += 12;
+	for (uint8_t irq = 0; irq < 16; irq++) {
+		if (irq == 2)
+			continue;
+		e[0] = 2;     /* interrupt source override */
+		e[1] = 10;
+		e[2] = 0;     /* ISA bus */
+		e[3] = irq;   /* source */
+		put32(e + 4, irq); /* GSI */
+		put16(e + 8, 0x5); /* active high, edge */
+		e += 10;
+	}
 	seal(t, len, 9);
 	return len;
 }
@@ -111,12 +154,13 @@ int acpi_build(struct gmem *m, unsigned ncpus, uint64_t *rsdp_gpa)
 		return -1;
 	memset(area, 0, size);
 	uint64_t rsdp = base, xsdt = base + 0x40, fadt = base + 0x80;
-	uint64_t dsdt = fadt + 0x200, madt = dsdt + 0x100;
-	if ((madt - base) + HDR_LEN + 8 + 8 * ncpus + 12 > size)
+	uint64_t dsdt = fadt + 0x200, madt = dsdt + 0x400;
+	if ((madt - base) + MADT_LEN(ncpus) > size)
 		return -1;
 
-	uint32_t dlen = build_dsdt(area + (dsdt - base));
-	(void)dlen;
+	uint32_t dlen;
+	if (build_dsdt(area + (dsdt - base), (uint32_t)(madt - dsdt), &dlen) < 0)
+		return -1;
 	build_fadt(area + (fadt - base), dsdt);
 	build_madt(area + (madt - base), ncpus);
 
