@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what kite needs on Debian 12 to build, test and run its lab. Idempotent:
+# with everything present it asks apt nothing. Uses sudo when not root.
+set -euo pipefail
+
+PKGS=(
+	build-essential       # gcc, make
+	libcmocka-dev         # unit tests
+	python3-pytest        # integration and lab tests (/usr/bin/python3)
+	qemu-system-x86       # the nested-SVM lab and the benchmark peer
+	busybox-static        # guest initramfs
+	cpio gzip             # initramfs packing
+	util-linux            # unshare, for the /dev/kvm-missing test
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "setup: installing ${missing[*]}" >&2
+$SUDO apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
