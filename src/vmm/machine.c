@@ -103,6 +103,14 @@ out:
 	return r;
 }
 
+static int step(struct vm *vm, int result, const char *what)
+{
+	if (result < 0)
+		return -1;
+	log_debug("%s at %llu us", what, (unsigned long long)vm_uptime_us(vm));
+	return 0;
+}
+
 int machine_run(const struct vm_config *cfg)
 {
 	struct vm vm;
@@ -110,9 +118,13 @@ int machine_run(const struct vm_config *cfg)
 	struct kite_err err = {0};
 	int code;
 
-	if (kvm_open(&vm, &err) < 0 || vm_create(&vm, cfg, &err) < 0 || load_guest(&vm, &err) < 0 ||
-	    devices_create(&vm, &err) < 0 || vcpus_create(&vm, &err) < 0 ||
-	    vcpus_start(&vm, &err) < 0) {
+	/* Each step logs its time since exec at --level debug: the start-up profile. */
+	vm.cfg = cfg;
+	if (step(&vm, kvm_open(&vm, &err), "kvm opened") < 0 ||
+	    step(&vm, vm_create(&vm, cfg, &err), "vm created") < 0 ||
+	    step(&vm, load_guest(&vm, &err), "guest loaded") < 0 ||
+	    step(&vm, devices_create(&vm, &err), "devices created") < 0 ||
+	    step(&vm, vcpus_create(&vm, &err), "vcpus created") < 0 || vcpus_start(&vm, &err) < 0) {
 		fprintf(stderr, "kite: error: %s\n", err.msg);
 		code = err.code ? err.code : KITE_EXIT_ERROR;
 		vm_request_stop(&vm, code, "%s", err.msg);
