@@ -24,4 +24,7 @@ trap 'rm -f "$script"' EXIT
 cat >"$script" <<EOS
 kite run --kernel "\$LAB_KERNEL" --initrd "\$LAB_INITRD" --cpus 2 --mem 256 --boot-timer --cmdline "$CMDLINE"
 EOS
-tests/lab/run-lab.sh --kite build/kite --script "$script" --timeout 600 | grep -v -e '^\[ *[0-9.]*\] ' -e 'SeaBIOS' -e 'Booting from ROM'
+# Show what the microVM printed, not the outer VM's kernel log or firmware banner.
+tests/lab/run-lab.sh --kite build/kite --script "$script" --timeout 600 |
+	sed -u 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' |
+	grep --line-buffered -v -e '^\[ *[0-9.]*\] ' -e 'SeaBIOS' -e 'Booting from ROM' -e '^LAB: uptime' -e '^ *$'

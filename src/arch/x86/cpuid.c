@@ -51,6 +51,7 @@ int cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned max,
 			/* APIC id, logical processor count, CLFLUSH size kept. */
 			x->ebx = (id << 24) | ((cpus & 0xff) << 16) | (x->ebx & 0xffff);
 			x->ecx |= 1u << 31; /* running under a hypervisor */
+			x->ecx &= ~(1u << 5); /* no VMX: nested virtualization widens the attack surface */
 			if (o->tsc_deadline)
 				x->ecx |= 1u << 24;
 			if (cpus > 1)
@@ -89,6 +90,9 @@ int cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned max,
 			/* No architectural PMU: perf counters in a tenant VM are a side channel
 			 * and do not survive migration across hosts. */
 			x->eax = x->ebx = x->ecx = x->edx = 0;
+			break;
+		case 0x80000001:
+			x->ecx &= ~(1u << 2); /* no SVM, for the same reason as VMX */
 			break;
 		case 0x80000008:
 			/* AMD core count: NC = cpus - 1, ApicIdCoreIdSize. */
