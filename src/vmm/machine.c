@@ -123,6 +123,7 @@ int machine_run(const struct vm_config *cfg)
 	if (step(&vm, kvm_open(&vm, &err), "kvm opened") < 0 ||
 	    step(&vm, vm_create(&vm, cfg, &err), "vm created") < 0 ||
 	    step(&vm, load_guest(&vm, &err), "guest loaded") < 0 ||
+	    step(&vm, vm_memory_wait(&vm, &err), "memory registered") < 0 ||
 	    step(&vm, devices_create(&vm, &err), "devices created") < 0 ||
 	    step(&vm, vcpus_create(&vm, &err), "vcpus created") < 0 || vcpus_start(&vm, &err) < 0) {
 		fprintf(stderr, "kite: error: %s\n", err.msg);

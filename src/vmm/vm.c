@@ -84,6 +84,41 @@ static int get_supported_cpuid(struct vm *vm, struct kite_err *err)
 	return err_set(err, KITE_EXIT_KVM, "KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
+static void *register_memslots(void *arg)
+{
+	struct vm *vm = arg;
+	for (int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct gmem_region *r = &vm->mem.region[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = (uint32_t)i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+			vm->memslot_errno = errno;
+			vm->memslot_failed = i;
+			break;
+		}
+	}
+	return NULL;
+}
+
+int vm_memory_wait(struct vm *vm, struct kite_err *err)
+{
+	if (vm->memslot_pending) {
+		pthread_join(vm->memslot_thread, NULL);
+		vm->memslot_pending = false;
+	}
+	if (vm->memslot_errno) {
+		const struct gmem_region *r = &vm->mem.region[vm->memslot_failed];
+		return err_set(err, KITE_EXIT_KVM, "KVM_SET_USER_MEMORY_REGION (%llu MiB at 0x%llx): %s",
+			       (unsigned long long)(r->size >> 20), (unsigned long long)r->gpa,
+			       strerror(vm->memslot_errno));
+	}
+	return 0;
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 {
 	vm->cfg = cfg;
@@ -101,34 +136,33 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 	uint64_t idmap = LAYOUT_IDENTITY_MAP;
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
 		log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+	uint64_t bytes = cfg->mem_mib << 20;
+	if (gmem_init(&vm->mem, bytes, NULL) < 0)
+		return err_set(err, KITE_EXIT_ERROR, "cannot map %llu MiB of guest memory: %s",
+			       (unsigned long long)cfg->mem_mib, strerror(errno));
+	/* Registering RAM with KVM costs milliseconds on some backends; it runs on
+	 * its own thread while the caller loads the kernel (vm_memory_wait). */
+	int e = pthread_create(&vm->memslot_thread, NULL, register_memslots, vm);
+	if (e) {
+		register_memslots(vm);
+		return vm_memory_wait(vm, err);
+	}
+	vm->memslot_pending = true;
+
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return err_set(err, KITE_EXIT_KVM, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return err_set(err, KITE_EXIT_KVM, "KVM_CREATE_PIT2: %s", strerror(errno));
-
-	uint64_t bytes = cfg->mem_mib << 20;
-	if (gmem_init(&vm->mem, bytes, NULL) < 0)
-		return err_set(err, KITE_EXIT_ERROR, "cannot map %llu MiB of guest memory: %s",
-			       (unsigned long long)cfg->mem_mib, strerror(errno));
-	for (int i = 0; i < vm->mem.nr_regions; i++) {
-		const struct gmem_region *r = &vm->mem.region[i];
-		struct kvm_userspace_memory_region slot = {
-			.slot = (uint32_t)i,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
-		};
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
-			return err_set(err, KITE_EXIT_KVM, "KVM_SET_USER_MEMORY_REGION (%llu MiB at 0x%llx): %s",
-				       (unsigned long long)(r->size >> 20), (unsigned long long)r->gpa,
-				       strerror(errno));
-	}
 	return 0;
 }
 
 void vm_destroy(struct vm *vm)
 {
+	if (vm->memslot_pending) {
+		pthread_join(vm->memslot_thread, NULL);
+		vm->memslot_pending = false;
+	}
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		if (v->run && v->run != MAP_FAILED)
