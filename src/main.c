@@ -77,7 +77,8 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 	optind = 1;
 	int c;
 	uint64_t v;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	/* Leading ':' tells a missing value (':') from an unknown option ('?'). */
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_KERNEL:
 			cfg->kernel = optarg;
@@ -128,10 +129,18 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 			exit(0);
 		case ':':
 			return usage_error("option '%s' needs a value", argv[optind - 1]);
-		default:
-			if (optopt)
-				return usage_error("option '%s' needs a value", argv[optind - 1]);
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+		default: {
+			/* A known long option given a value it does not take sets optopt to
+			 * its code; anything else is unknown. */
+			char name[64];
+			snprintf(name, sizeof(name), "%s", argv[optind - 1]);
+			name[strcspn(name, "=")] = 0;
+			if (optopt >= OPT_KERNEL)
+				return usage_error("option '%s' does not take a value", name);
+			if (optopt > 0) /* a short option, maybe inside a cluster like -xyz */
+				snprintf(name, sizeof(name), "-%c", optopt);
+			return usage_error("unknown option '%s'", name);
+		}
 		}
 	}
 	if (optind < argc)
