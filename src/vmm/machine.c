@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,9 +14,10 @@
 #include "arch/x86/cpu.h"
 #include "devices/device.h"
 
-int read_file(const char *path, const char *what, uint8_t **buf, size_t *len, size_t max,
-	      struct kite_err *err)
+int map_file(const char *path, const char *what, struct mapped_file *f, uint64_t max,
+	     struct kite_err *err)
 {
+	memset(f, 0, sizeof(*f));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return err_set(err, KITE_EXIT_IMAGE, "%s '%s': %s", what, path, strerror(errno));
@@ -29,78 +31,73 @@ int read_file(const char *path, const char *what, uint8_t **buf, size_t *len, si
 		return err_set(err, KITE_EXIT_IMAGE, "%s '%s' (%lld bytes) is too large for %llu bytes of guest memory",
 			       what, path, (long long)st.st_size, (unsigned long long)max);
 	}
-	size_t n = (size_t)st.st_size;
-	uint8_t *b = malloc(n ? n : 1);
-	if (!b) {
+	if (st.st_size == 0) {
 		close(fd);
-		return err_set(err, KITE_EXIT_ERROR, "out of memory reading %s", what);
+		return err_set(err, KITE_EXIT_IMAGE, "%s '%s': file is empty", what, path);
 	}
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, b + got, n - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			int e = r < 0 ? errno : EIO;
-			free(b);
-			close(fd);
-			return err_set(err, KITE_EXIT_IMAGE, "%s '%s': read: %s", what, path, strerror(e));
-		}
-		got += (size_t)r;
-	}
+	/* Mapped, not read: the bytes are copied once, straight into guest RAM. */
+	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	int e = errno;
 	close(fd);
-	*buf = b;
-	*len = n;
+	if (p == MAP_FAILED)
+		return err_set(err, KITE_EXIT_IMAGE, "%s '%s': %s", what, path, strerror(e));
+	f->data = p;
+	f->len = (size_t)st.st_size;
 	return 0;
 }
 
-static int load_guest(struct vm *vm, struct kite_err *err)
+void unmap_file(struct mapped_file *f)
+{
+	if (f->data)
+		munmap((void *)f->data, f->len);
+	memset(f, 0, sizeof(*f));
+}
+
+/* The kernel and initrd, opened before KVM so a wrong path is reported first. */
+static int open_images(const struct vm_config *cfg, struct mapped_file *kernel,
+		       struct mapped_file *initrd, struct kite_err *err)
+{
+	uint64_t ram = cfg->mem_mib << 20;
+	if (map_file(cfg->kernel, "kernel", kernel, ram, err) < 0)
+		return -1;
+	if (cfg->initrd && map_file(cfg->initrd, "initrd", initrd, ram, err) < 0)
+		return -1;
+	return 0;
+}
+
+static int load_guest(struct vm *vm, const struct mapped_file *kernel,
+		      const struct mapped_file *initrd, struct kite_err *err)
 {
 	const struct vm_config *cfg = vm->cfg;
-	uint8_t *kernel = NULL, *initrd = NULL;
-	size_t klen = 0, ilen = 0;
 	struct boot_image bi;
 	struct boot_args args = {.cmdline = cfg->cmdline};
-	int r = -1;
 
-	if (read_file(cfg->kernel, "kernel", &kernel, &klen, vm->mem.ram_size, err) < 0)
-		goto out;
-	if (kernel_load(&vm->mem, kernel, klen, &bi, err) < 0) {
+	if (kernel_load(&vm->mem, kernel->data, kernel->len, &bi, err) < 0) {
 		/* Name the file: the loader only knows the bytes. */
 		struct kite_err e2 = {0};
 		err_set(&e2, err->code, "kernel '%s': %s", cfg->kernel, err->msg);
 		*err = e2;
-		goto out;
+		return -1;
 	}
-	if (cfg->initrd) {
-		if (read_file(cfg->initrd, "initrd", &initrd, &ilen, vm->mem.ram_size, err) < 0)
-			goto out;
-		if (initrd_place(&vm->mem, &bi, ilen, &args.initrd_gpa, err) < 0) {
+	if (initrd->data) {
+		if (initrd_place(&vm->mem, &bi, initrd->len, &args.initrd_gpa, err) < 0) {
 			struct kite_err e2 = {0};
 			err_set(&e2, err->code, "initrd '%s': %s", cfg->initrd, err->msg);
 			*err = e2;
-			goto out;
+			return -1;
 		}
-		gmem_write(&vm->mem, args.initrd_gpa, initrd, ilen);
-		args.initrd_size = ilen;
+		gmem_write(&vm->mem, args.initrd_gpa, initrd->data, initrd->len);
+		args.initrd_size = initrd->len;
 	}
-	if (acpi_build(&vm->mem, cfg->cpus, &args.rsdp_gpa) < 0) {
-		err_set(err, KITE_EXIT_ERROR, "cannot place ACPI tables in guest memory");
-		goto out;
-	}
+	if (acpi_build(&vm->mem, cfg->cpus, &args.rsdp_gpa) < 0)
+		return err_set(err, KITE_EXIT_ERROR, "cannot place ACPI tables in guest memory");
 	if (boot_info_setup(&vm->mem, &bi, &args, err) < 0)
-		goto out;
-	if (cpu_write_boot_tables(&vm->mem) < 0) {
-		err_set(err, KITE_EXIT_ERROR, "cannot place boot page tables in guest memory");
-		goto out;
-	}
+		return -1;
+	if (cpu_write_boot_tables(&vm->mem) < 0)
+		return err_set(err, KITE_EXIT_ERROR, "cannot place boot page tables in guest memory");
 	vm->boot_mode = bi.mode;
 	vm->boot_entry = bi.entry;
-	r = 0;
-out:
-	free(kernel);
-	free(initrd);
-	return r;
+	return 0;
 }
 
 static int step(struct vm *vm, int result, const char *what)
@@ -116,13 +113,15 @@ int machine_run(const struct vm_config *cfg)
 	struct vm vm;
 	vm_init(&vm);
 	struct kite_err err = {0};
+	struct mapped_file kernel = {0}, initrd = {0};
 	int code;
 
 	/* Each step logs its time since exec at --level debug: the start-up profile. */
 	vm.cfg = cfg;
-	if (step(&vm, kvm_open(&vm, &err), "kvm opened") < 0 ||
+	if (step(&vm, open_images(cfg, &kernel, &initrd, &err), "images opened") < 0 ||
+	    step(&vm, kvm_open(&vm, &err), "kvm opened") < 0 ||
 	    step(&vm, vm_create(&vm, cfg, &err), "vm created") < 0 ||
-	    step(&vm, load_guest(&vm, &err), "guest loaded") < 0 ||
+	    step(&vm, load_guest(&vm, &kernel, &initrd, &err), "guest loaded") < 0 ||
 	    step(&vm, vm_memory_wait(&vm, &err), "memory registered") < 0 ||
 	    step(&vm, devices_create(&vm, &err), "devices created") < 0 ||
 	    step(&vm, vcpus_create(&vm, &err), "vcpus created") < 0 || vcpus_start(&vm, &err) < 0) {
@@ -132,8 +131,13 @@ int machine_run(const struct vm_config *cfg)
 		vcpus_stop(&vm);
 		devices_destroy(&vm);
 		vm_destroy(&vm);
+		unmap_file(&kernel);
+		unmap_file(&initrd);
 		return code;
 	}
+	/* The images live in guest RAM now; do not keep their pages resident twice. */
+	unmap_file(&kernel);
+	unmap_file(&initrd);
 
 	pthread_mutex_lock(&vm.stop.lock);
 	while (!vm.stop.requested)

@@ -4,9 +4,16 @@
 
 #include "vmm/vm.h"
 
-/* Reads a whole file (kernel, initrd). Errors: KITE_EXIT_IMAGE naming `what`. */
-int read_file(const char *path, const char *what, uint8_t **buf, size_t *len, size_t max,
-	      struct kite_err *err);
+struct mapped_file {
+	const uint8_t *data;
+	size_t len;
+};
+
+/* Maps a whole regular, non-empty file of at most max bytes read-only (kernel,
+ * initrd). Errors: KITE_EXIT_IMAGE, naming `what` and the path. */
+int map_file(const char *path, const char *what, struct mapped_file *f, uint64_t max,
+	     struct kite_err *err);
+void unmap_file(struct mapped_file *f);
 
 int machine_run(const struct vm_config *cfg);
 

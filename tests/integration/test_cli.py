@@ -174,7 +174,7 @@ def _first_load_paddr(elf, value):
 
 BAD_KERNELS = {
     # name: (bytes, or a function of hello.elf's bytes; a fragment of the error)
-    "empty": (b"", "not a bzImage or ELF kernel"),
+    "empty": (b"", "file is empty"),
     "text": (b"this is not a kernel\n" * 100, "not a bzImage or ELF kernel"),
     "only-aa55": (bytes(0x1FE) + b"\x55\xaa" + bytes(0x200), "not a bzImage or ELF kernel"),
     "bzimage-header-cut": (bytes(header()[:0x240]), "bzImage truncated: 576 bytes, header needs"),
@@ -354,3 +354,12 @@ def test_dev_kvm_permission_denied(kite, hello):
         pytest.skip(f"kite is not runnable as nobody: {r.stderr.strip()}")
     assert r.returncode == 3
     assert error_line(r) == "kite: error: open /dev/kvm: Permission denied (add the user to the kvm group)"
+
+
+def test_missing_kernel_reported_before_kvm(kite, tmp_path):
+    # A wrong kernel path is the user's first problem to fix: it is reported
+    # even on a host with no /dev/kvm at all.
+    missing = tmp_path / "no-such-kernel"
+    r = _in_mount_namespace("mount -t tmpfs tmpfs /dev", [kite, "run", "--kernel", str(missing)])
+    assert r.returncode == 4
+    assert error_line(r) == f"kite: error: kernel '{missing}': No such file or directory"
