@@ -29,7 +29,8 @@ static void usage(FILE *f)
 		"128 MiB, cmdline \"" DEFAULT_CMDLINE "\", serial on stdio.\n"
 		"Exit codes: 0 guest rebooted/powered off, 1 runtime error, 2 bad usage,\n"
 		"3 KVM unavailable, 4 bad kernel/initrd, 5 guest crashed the vCPU (KVM internal\n"
-		"error or unhandled exit), 6 a test guest's assertion failed.\n");
+		"error or unhandled exit), 6 a test guest's assertion failed, 128+N stopped\n"
+		"by signal N.\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)

@@ -1,6 +1,7 @@
 #include "vmm/machine.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,32 @@ static int load_guest(struct vm *vm, const struct mapped_file *kernel,
 	return 0;
 }
 
+/* SIGINT, SIGTERM and SIGHUP stop the VM cleanly (terminal restored, devices
+ * closed) with the shell's 128+signal exit code. They are blocked in every thread
+ * and taken here with sigwait, so no handler runs in a vCPU or device context. */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+static void stop_signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	for (unsigned i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
+		sigaddset(set, stop_signals[i]);
+}
+
+static void *signal_thread(void *arg)
+{
+	struct vm *vm = arg;
+	sigset_t set;
+	stop_signal_set(&set);
+	while (!vm_stopping(vm)) {
+		int sig;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		vm_request_stop(vm, 128 + sig, "stopped by signal %s", strsignal(sig));
+	}
+	return NULL;
+}
+
 static int step(struct vm *vm, int result, const char *what)
 {
 	if (result < 0)
@@ -115,6 +142,11 @@ int machine_run(const struct vm_config *cfg)
 	struct kite_err err = {0};
 	struct mapped_file kernel = {0}, initrd = {0};
 	int code;
+	sigset_t sigs;
+	stop_signal_set(&sigs);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	pthread_t sig_thread;
+	bool sig_started = pthread_create(&sig_thread, NULL, signal_thread, &vm) == 0;
 
 	/* Each step logs its time since exec at --level debug: the start-up profile. */
 	vm.cfg = cfg;
@@ -128,6 +160,10 @@ int machine_run(const struct vm_config *cfg)
 		fprintf(stderr, "kite: error: %s\n", err.msg);
 		code = err.code ? err.code : KITE_EXIT_ERROR;
 		vm_request_stop(&vm, code, "%s", err.msg);
+		if (sig_started) {
+			pthread_kill(sig_thread, SIGHUP);
+			pthread_join(sig_thread, NULL);
+		}
 		vcpus_stop(&vm);
 		devices_destroy(&vm);
 		vm_destroy(&vm);
@@ -144,10 +180,14 @@ int machine_run(const struct vm_config *cfg)
 		pthread_cond_wait(&vm.stop.cond, &vm.stop.lock);
 	pthread_mutex_unlock(&vm.stop.lock);
 
+	if (sig_started) {
+		pthread_kill(sig_thread, SIGHUP); /* wakes sigwait; the VM is stopping */
+		pthread_join(sig_thread, NULL);
+	}
 	vcpus_stop(&vm);
 	devices_destroy(&vm);
 	code = vm.stop.exit_code;
-	if (code == KITE_EXIT_OK)
+	if (code == KITE_EXIT_OK || code > 128) /* a signal stop is what the user asked for */
 		log_info("%s", vm.stop.reason);
 	else
 		log_error("%s", vm.stop.reason);

@@ -5,6 +5,8 @@ Guests that pass end with a ucall DONE; at --level info kite then logs
 "test guest done", which tells a real pass from a guest that reset the
 machine by accident (also exit 0)."""
 import re
+import signal
+import subprocess
 import struct
 
 import pytest
@@ -241,3 +243,24 @@ def test_boot_timer_absent_without_flag(kite, guests):
     r = run_guest(kite, guests / "boot_timer.elf")
     assert_done(r)
     assert "Guest-boot-time" not in r.stderr
+
+
+@pytest.mark.parametrize("sig, code, name", [
+    (signal.SIGTERM, 143, "Terminated"),
+    (signal.SIGINT, 130, "Interrupt"),
+    (signal.SIGHUP, 129, "Hangup"),
+])
+def test_signal_stops_a_running_guest(kite, guests, sig, code, name):
+    # A guest halted with interrupts off never ends by itself; the signal must
+    # reach kite's signal thread and stop the vCPU parked in KVM_RUN.
+    p = subprocess.Popen([kite, "run", "--kernel", guests / "idle.elf", "--test-device",
+                          "--level", "info"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "idle guest up\n"
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=20)
+    finally:
+        p.kill()
+    assert p.returncode == code, err
+    assert f"kite: info: stopped by signal {name}" in err.splitlines()
