@@ -38,6 +38,9 @@ $(BUILD)/unit/%: tests/unit/%.c $(SAN_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) -O1 -Itests/unit -o $@ $< $(SAN_OBJS) $(LDFLAGS) -lcmocka $(LDLIBS)
 
+# Keep the sanitizer objects between runs (make would delete them as intermediates).
+.SECONDARY: $(SAN_OBJS)
+
 unit: $(UNIT_BINS)
 
 check: unit
