@@ -14,6 +14,10 @@ enum boot_mode {
 	BOOT_PVH,     /* 32-bit protected-mode entry, ebx = hvm_start_info */
 };
 
+/* An ELF kernel does not say how long a command line it takes; Linux on x86
+ * copies COMMAND_LINE_SIZE (2048) bytes and silently drops the rest. */
+#define ELF_CMDLINE_MAX 2048
+
 #define SETUP_HDR_START 0x1f1
 #define SETUP_HDR_MAX_END 0x290
 

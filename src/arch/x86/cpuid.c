@@ -52,8 +52,12 @@ int cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned max,
 			x->ebx = (id << 24) | ((cpus & 0xff) << 16) | (x->ebx & 0xffff);
 			x->ecx |= 1u << 31; /* running under a hypervisor */
 			x->ecx &= ~(1u << 5); /* no VMX: nested virtualization widens the attack surface */
+			/* Newer KVMs report TSC-deadline as supported themselves: set it
+			 * only when the in-kernel LAPIC can deliver it. */
 			if (o->tsc_deadline)
 				x->ecx |= 1u << 24;
+			else
+				x->ecx &= ~(1u << 24);
 			if (cpus > 1)
 				x->edx |= 1u << 28; /* HTT: the count in EBX is valid */
 			else

@@ -205,7 +205,7 @@ int elf_load(struct gmem *m, const uint8_t *img, size_t len, struct boot_image *
 	bi->load_start = lo;
 	bi->load_end = hi;
 	bi->initrd_addr_max = 0xffffffffu;
-	bi->cmdline_size = LAYOUT_CMDLINE_MAX;
+	bi->cmdline_size = ELF_CMDLINE_MAX;
 	return 0;
 }
 
