@@ -15,14 +15,25 @@ SRCS := $(shell find src -name '*.c' | sort)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
 
+# `make V=1` shows full command lines.
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
 all: $(BUILD)/kite
 
 $(BUILD)/kite: $(OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(call msg,CC,$<)
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 # ---- unit tests: cmocka, built with ASan and UBSan ----
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -32,11 +43,13 @@ SAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/san/%.o)
 
 $(BUILD)/san/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) -O1 -c -o $@ $<
+	$(call msg,CC-SAN,$<)
+	$(Q)$(CC) $(CFLAGS) $(SAN) -O1 -c -o $@ $<
 
 $(BUILD)/unit/%: tests/unit/%.c $(SAN_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) -O1 -Itests/unit -o $@ $< $(SAN_OBJS) $(LDFLAGS) -lcmocka $(LDLIBS)
+	$(call msg,TEST,$@)
+	$(Q)$(CC) $(CFLAGS) $(SAN) -O1 -Itests/unit -o $@ $< $(SAN_OBJS) $(LDFLAGS) -lcmocka $(LDLIBS)
 
 # Keep the sanitizer objects between runs (make would delete them as intermediates).
 .SECONDARY: $(SAN_OBJS)

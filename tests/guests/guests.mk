@@ -11,7 +11,8 @@ GUEST_DEPS := $(GUEST_LIB) tests/guests/lib/guest.h tests/guests/lib/guest.ld sr
 
 $(BUILD)/guests/%.elf: tests/guests/%.c $(GUEST_DEPS)
 	@mkdir -p $(dir $@)
-	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -Wl,-T,tests/guests/lib/guest.ld -o $@ $< $(GUEST_LIB)
+	$(call msg,GUEST,$@)
+	$(Q)$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -Wl,-T,tests/guests/lib/guest.ld -o $@ $< $(GUEST_LIB)
 
 # Stand-alone assembly guests with their own entry and linker script
 # (tests/guests/NAME.S + NAME.ld), for boot protocols the C runtime cannot start
@@ -21,16 +22,18 @@ GUEST_BINS += $(GUEST_ASM_SRCS:tests/guests/%.S=$(BUILD)/guests/%.elf)
 
 $(BUILD)/guests/%.elf: tests/guests/%.S tests/guests/%.ld
 	@mkdir -p $(dir $@)
-	$(CC) -nostdlib $(GUEST_LDFLAGS) -Wl,-T,tests/guests/$*.ld -o $@ $<
+	$(call msg,GUEST,$@)
+	$(Q)$(CC) -nostdlib $(GUEST_LDFLAGS) -Wl,-T,tests/guests/$*.ld -o $@ $<
 
 # bootparams as the flat payload of a bzImage: linked so that its first byte sits
 # at load address + 0x200, the 64-bit entry of the Linux boot protocol. The
 # integration tests wrap it in a setup header (tests/integration/bzimage.py).
 $(BUILD)/guests/bootparams.bin: tests/guests/bootparams.c $(GUEST_DEPS)
 	@mkdir -p $(dir $@)
-	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -Wl,-T,tests/guests/lib/guest.ld \
+	$(call msg,GUEST,$@)
+	$(Q)$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -Wl,-T,tests/guests/lib/guest.ld \
 		-Wl,--section-start=.text=0x100200 -o $@.link $< $(GUEST_LIB)
-	objcopy -O binary $@.link $@
+	$(Q)objcopy -O binary $@.link $@
 GUEST_BINS += $(BUILD)/guests/bootparams.bin
 
 guests: $(GUEST_BINS)
