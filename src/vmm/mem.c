@@ -15,14 +15,31 @@ int gmem_init(struct gmem *m, uint64_t ram_size, void *backing)
 	}
 	uint8_t *base = backing;
 	if (!base) {
-		void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+		/* 2 MiB aligned, so that where the host backs it with transparent huge
+		 * pages KVM can map guest RAM with huge nested pages: an unaligned
+		 * mapping cost a Linux guest 2 s of boot in the lab. No MADV_HUGEPAGE:
+		 * sparse guests stay small on hosts that only use THP on request.
+		 * Reserve one huge page more, then trim both ends. */
+		const uint64_t huge = 2ULL << 20;
+		if (ram_size > UINT64_MAX - huge) {
+			errno = EINVAL;
+			return -1;
+		}
+		uint64_t span = ram_size + huge;
+		void *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (p == MAP_FAILED)
 			return -1;
-		base = p;
+		uintptr_t start = ((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1);
+		uintptr_t head = start - (uintptr_t)p, tail = span - head - ram_size;
+		if (head)
+			munmap(p, head);
+		if (tail)
+			munmap((uint8_t *)start + ram_size, tail);
+		base = (uint8_t *)start;
 		m->mapped = 1;
 		/* Guest RAM in a core dump of the VMM is tenant data; keep it out. */
-		madvise(p, ram_size, MADV_DONTDUMP);
+		madvise(base, ram_size, MADV_DONTDUMP);
 	}
 	m->base = base;
 	m->ram_size = ram_size;
