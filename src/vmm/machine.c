@@ -101,30 +101,51 @@ static int load_guest(struct vm *vm, const struct mapped_file *kernel,
 	return 0;
 }
 
-/* SIGINT, SIGTERM and SIGHUP stop the VM cleanly (terminal restored, devices
+/* SIGINT, SIGTERM and SIGHUP stop kite cleanly (terminal restored, devices
  * closed) with the shell's 128+signal exit code. They are blocked in every thread
- * and taken here with sigwait, so no handler runs in a vCPU or device context. */
-static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
-
+ * and taken by one thread with sigwait, so no handler runs in a vCPU or device
+ * context. */
 static void stop_signal_set(sigset_t *set)
 {
 	sigemptyset(set);
-	for (unsigned i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
-		sigaddset(set, stop_signals[i]);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
 }
 
 static void *signal_thread(void *arg)
 {
-	struct vm *vm = arg;
+	struct stop_signals *s = arg;
 	sigset_t set;
 	stop_signal_set(&set);
-	while (!vm_stopping(vm)) {
+	while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
 		int sig;
-		if (sigwait(&set, &sig) != 0)
+		if (sigwait(&set, &sig) != 0 || __atomic_load_n(&s->done, __ATOMIC_ACQUIRE))
 			continue;
-		vm_request_stop(vm, 128 + sig, "stopped by signal %s", strsignal(sig));
+		s->on_signal(s->ctx, sig);
 	}
 	return NULL;
+}
+
+void stop_signals_start(struct stop_signals *s, void (*on_signal)(void *ctx, int sig), void *ctx)
+{
+	sigset_t set;
+	stop_signal_set(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	s->on_signal = on_signal;
+	s->ctx = ctx;
+	s->done = false;
+	s->started = pthread_create(&s->thread, NULL, signal_thread, s) == 0;
+}
+
+void stop_signals_stop(struct stop_signals *s)
+{
+	if (!s->started)
+		return;
+	__atomic_store_n(&s->done, true, __ATOMIC_RELEASE);
+	pthread_kill(s->thread, SIGHUP); /* wakes sigwait, which then sees done */
+	pthread_join(s->thread, NULL);
+	s->started = false;
 }
 
 static int step(struct vm *vm, int result, const char *what)
@@ -135,62 +156,70 @@ static int step(struct vm *vm, int result, const char *what)
 	return 0;
 }
 
-int machine_run(const struct vm_config *cfg)
+int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 {
-	struct vm vm;
-	vm_init(&vm);
-	struct kite_err err = {0};
 	struct mapped_file kernel = {0}, initrd = {0};
-	int code;
-	sigset_t sigs;
-	stop_signal_set(&sigs);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	pthread_t sig_thread;
-	bool sig_started = pthread_create(&sig_thread, NULL, signal_thread, &vm) == 0;
-
+	vm->cfg = cfg;
 	/* Each step logs its time since exec at --level debug: the start-up profile. */
-	vm.cfg = cfg;
-	if (step(&vm, open_images(cfg, &kernel, &initrd, &err), "images opened") < 0 ||
-	    step(&vm, kvm_open(&vm, &err), "kvm opened") < 0 ||
-	    step(&vm, vm_create(&vm, cfg, &err), "vm created") < 0 ||
-	    step(&vm, load_guest(&vm, &kernel, &initrd, &err), "guest loaded") < 0 ||
-	    step(&vm, vm_memory_wait(&vm, &err), "memory registered") < 0 ||
-	    step(&vm, devices_create(&vm, &err), "devices created") < 0 ||
-	    step(&vm, vcpus_create(&vm, &err), "vcpus created") < 0 || vcpus_start(&vm, &err) < 0) {
-		fprintf(stderr, "kite: error: %s\n", err.msg);
-		code = err.code ? err.code : KITE_EXIT_ERROR;
-		vm_request_stop(&vm, code, "%s", err.msg);
-		if (sig_started) {
-			pthread_kill(sig_thread, SIGHUP);
-			pthread_join(sig_thread, NULL);
-		}
-		vcpus_stop(&vm);
-		devices_destroy(&vm);
-		vm_destroy(&vm);
-		unmap_file(&kernel);
-		unmap_file(&initrd);
-		return code;
+	int r = 0;
+	if (step(vm, open_images(cfg, &kernel, &initrd, err), "images opened") < 0 ||
+	    step(vm, kvm_open(vm, err), "kvm opened") < 0 ||
+	    step(vm, vm_create(vm, cfg, err), "vm created") < 0 ||
+	    step(vm, load_guest(vm, &kernel, &initrd, err), "guest loaded") < 0 ||
+	    step(vm, vm_memory_wait(vm, err), "memory registered") < 0 ||
+	    step(vm, devices_create(vm, err), "devices created") < 0 ||
+	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 || vcpus_start(vm, err) < 0) {
+		if (!err->code)
+			err_set(err, KITE_EXIT_ERROR, "cannot start the VM");
+		vm_request_stop(vm, err->code, "%s", err->msg);
+		vcpus_stop(vm);
+		devices_destroy(vm);
+		vm_destroy(vm);
+		r = -1;
 	}
 	/* The images live in guest RAM now; do not keep their pages resident twice. */
 	unmap_file(&kernel);
 	unmap_file(&initrd);
+	return r;
+}
 
-	pthread_mutex_lock(&vm.stop.lock);
-	while (!vm.stop.requested)
-		pthread_cond_wait(&vm.stop.cond, &vm.stop.lock);
-	pthread_mutex_unlock(&vm.stop.lock);
+int machine_wait(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->stop.lock);
+	while (!vm->stop.requested)
+		pthread_cond_wait(&vm->stop.cond, &vm->stop.lock);
+	pthread_mutex_unlock(&vm->stop.lock);
 
-	if (sig_started) {
-		pthread_kill(sig_thread, SIGHUP); /* wakes sigwait; the VM is stopping */
-		pthread_join(sig_thread, NULL);
-	}
-	vcpus_stop(&vm);
-	devices_destroy(&vm);
-	code = vm.stop.exit_code;
+	vcpus_stop(vm);
+	devices_destroy(vm);
+	int code = vm->stop.exit_code;
 	if (code == KITE_EXIT_OK || code > 128) /* a signal stop is what the user asked for */
-		log_info("%s", vm.stop.reason);
+		log_info("%s", vm->stop.reason);
 	else
-		log_error("%s", vm.stop.reason);
-	vm_destroy(&vm);
+		log_error("%s", vm->stop.reason);
+	vm_destroy(vm);
+	return code;
+}
+
+static void stop_vm_on_signal(void *ctx, int sig)
+{
+	vm_request_stop(ctx, 128 + sig, "stopped by signal %s", strsignal(sig));
+}
+
+int machine_run(const struct vm_config *cfg)
+{
+	static struct vm vm;
+	struct kite_err err = {0};
+	struct stop_signals sigs;
+	vm_init(&vm);
+	stop_signals_start(&sigs, stop_vm_on_signal, &vm);
+	int code;
+	if (machine_start(&vm, cfg, &err) < 0) {
+		fprintf(stderr, "kite: error: %s\n", err.msg);
+		code = err.code;
+	} else {
+		code = machine_wait(&vm);
+	}
+	stop_signals_stop(&sigs);
 	return code;
 }

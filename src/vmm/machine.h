@@ -15,6 +15,23 @@ int map_file(const char *path, const char *what, struct mapped_file *f, uint64_t
 	     struct kite_err *err);
 void unmap_file(struct mapped_file *f);
 
+/* Builds the VM and starts its vCPUs; on failure everything is torn down and
+ * err says why. vm must have been through vm_init (again after a failure). */
+int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *err);
+/* Waits until the VM stops, tears it down, returns the process exit code. */
+int machine_wait(struct vm *vm);
+/* `kite run`: start, wait, with SIGINT/SIGTERM/SIGHUP stopping the VM. */
 int machine_run(const struct vm_config *cfg);
+
+/* The thread that turns SIGINT/SIGTERM/SIGHUP into on_signal(ctx, sig) calls;
+ * blocks those signals in the calling thread (so in threads it creates later). */
+struct stop_signals {
+	pthread_t thread;
+	bool started, done;
+	void (*on_signal)(void *ctx, int sig);
+	void *ctx;
+};
+void stop_signals_start(struct stop_signals *s, void (*on_signal)(void *ctx, int sig), void *ctx);
+void stop_signals_stop(struct stop_signals *s);
 
 #endif

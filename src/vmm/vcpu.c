@@ -112,6 +112,48 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
+/* Paused: wait outside KVM_RUN until resumed or stopped. */
+static void vcpu_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	pthread_mutex_lock(&vm->stop.lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->stop.cond);
+	while (vm->paused && !vm->stop.requested)
+		pthread_cond_wait(&vm->stop.cond, &vm->stop.lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->stop.lock);
+}
+
+static void kick(struct vcpu *v)
+{
+	/* immediate_exit covers a kick that lands just before KVM_RUN. */
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+	pthread_kill(v->thread, SIG_VCPU_KICK);
+}
+
+void vcpus_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->stop.lock);
+	__atomic_store_n(&vm->paused, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->stop.lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		if (vm->vcpus[i].started)
+			kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->stop.lock);
+	while (vm->parked < vm->nr_vcpus && !vm->stop.requested)
+		pthread_cond_wait(&vm->stop.cond, &vm->stop.lock);
+	pthread_mutex_unlock(&vm->stop.lock);
+}
+
+void vcpus_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->stop.lock);
+	__atomic_store_n(&vm->paused, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->stop.cond);
+	pthread_mutex_unlock(&vm->stop.lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -129,6 +171,10 @@ static void *vcpu_thread(void *arg)
 		log_debug("vCPU 0: first KVM_RUN %llu us after exec",
 			  (unsigned long long)vm_uptime_us(v->vm));
 	while (!vm_stopping(v->vm)) {
+		if (__atomic_load_n(&v->vm->paused, __ATOMIC_ACQUIRE)) {
+			vcpu_park(v);
+			continue;
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;
@@ -173,11 +219,8 @@ void vcpus_stop(struct vm *vm)
 	vm_request_stop(vm, KITE_EXIT_OK, "stopped by the VMM");
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
-		if (!v->started)
-			continue;
-		/* immediate_exit covers a kick that lands just before KVM_RUN. */
-		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
-		pthread_kill(v->thread, SIG_VCPU_KICK);
+		if (v->started)
+			kick(v);
 	}
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];

@@ -188,7 +188,7 @@ void vm_request_stop(struct vm *vm, int exit_code, const char *fmt, ...)
 {
 	pthread_mutex_lock(&vm->stop.lock);
 	if (!vm->stop.requested) {
-		vm->stop.requested = true;
+		__atomic_store_n(&vm->stop.requested, true, __ATOMIC_RELEASE);
 		vm->stop.exit_code = exit_code;
 		va_list ap;
 		va_start(ap, fmt);

@@ -61,6 +61,9 @@ struct vm {
 	struct kvm_cpuid2 *supported_cpuid;
 	bool tsc_deadline;
 	struct vm_stop stop;
+	/* Pause: vCPUs park outside KVM_RUN (under stop.lock) while set. */
+	bool paused;
+	unsigned parked;
 	/* RAM registration with KVM, running in the background during start-up. */
 	pthread_t memslot_thread;
 	bool memslot_pending;
@@ -92,6 +95,10 @@ int vcpus_create(struct vm *vm, struct kite_err *err);
 int vcpus_start(struct vm *vm, struct kite_err *err);
 /* Stops every vCPU thread and joins it. */
 void vcpus_stop(struct vm *vm);
+/* Parks every vCPU outside KVM_RUN and returns once all are parked; resume
+ * lets them run again. From a thread that is not a vCPU. */
+void vcpus_pause(struct vm *vm);
+void vcpus_resume(struct vm *vm);
 
 /* x86: registers, MSRs, FPU, LAPIC, CPUID of one vCPU before it runs. */
 int cpu_setup(struct vm *vm, struct vcpu *v, struct kite_err *err);
