@@ -6,6 +6,10 @@ set -euo pipefail
 PKGS=(
 	build-essential       # gcc, make
 	libcmocka-dev         # unit tests
+	libjansson-dev        # JSON for the API and --config-file
+	libhttp-parser-dev    # HTTP/1.1 parsing for the API socket
+	curl                  # a real HTTP client in the API tests
+	python3-yaml          # the API conformance test reads the contract
 	python3-pytest        # integration and lab tests (/usr/bin/python3)
 	qemu-system-x86       # the nested-SVM lab and the benchmark peer
 	busybox-static        # guest initramfs

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/api.h"
 #include "util/log.h"
 #include "vmm/machine.h"
 
@@ -15,16 +16,21 @@
 #endif
 
 #define DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=1"
+#define DEFAULT_API_SOCK "/run/kite.socket"
 #define MAX_MEM_MIB (1024u * 1024u) /* 1 TiB */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kite --version\n"
+		"       kite [--api-sock PATH] [--config-file FILE [--no-api]] [--id ID] [--boot-timer]\n"
+		"            [--level LEVEL] [--log-path PATH] [--metrics-path PATH]\n"
 		"       kite run --kernel PATH [--initrd PATH] [--cmdline \"...\"] [--cpus N]\n"
 		"                [--mem MiB] [--serial stdio|none|PATH] [--boot-timer]\n"
 		"                [--level error|warning|info|debug] [--test-device]\n"
 		"\n"
+		"The first form is Firecracker's: an HTTP API on a Unix socket (default\n"
+		DEFAULT_API_SOCK ") and/or a JSON --config-file. `kite run` boots directly.\n"
 		"Boots a Linux microVM (bzImage or vmlinux ELF) on /dev/kvm. Defaults: 1 vCPU,\n"
 		"128 MiB, cmdline \"" DEFAULT_CMDLINE "\", serial on stdio.\n"
 		"Exit codes: 0 guest rebooted/powered off, 1 runtime error, 2 bad usage,\n"
@@ -151,6 +157,78 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 	return 0;
 }
 
+/* Firecracker's command line: an API socket and/or a --config-file. */
+static int cmd_firecracker(int argc, char **argv, struct timespec exec_time)
+{
+	enum { OPT_API_SOCK = 256, OPT_CONFIG_FILE, OPT_NO_API, OPT_ID, OPT_BOOT_TIMER, OPT_LEVEL,
+	       OPT_LOG_PATH, OPT_METRICS_PATH };
+	static const struct option opts[] = {
+		{"api-sock", required_argument, NULL, OPT_API_SOCK},
+		{"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+		{"no-api", no_argument, NULL, OPT_NO_API},
+		{"id", required_argument, NULL, OPT_ID},
+		{"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+		{"level", required_argument, NULL, OPT_LEVEL},
+		{"log-path", required_argument, NULL, OPT_LOG_PATH},
+		{"metrics-path", required_argument, NULL, OPT_METRICS_PATH},
+		{NULL, 0, NULL, 0},
+	};
+	struct api_opts o = {.api_sock = DEFAULT_API_SOCK, .exec_time = exec_time};
+	bool no_api = false;
+	opterr = 0;
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_API_SOCK:
+			o.api_sock = optarg;
+			break;
+		case OPT_CONFIG_FILE:
+			o.config_file = optarg;
+			break;
+		case OPT_NO_API:
+			no_api = true;
+			break;
+		case OPT_ID:
+			if (!*optarg || strlen(optarg) > 64)
+				return usage_error("--id '%s': expected 1 to 64 characters", optarg);
+			o.id = optarg;
+			break;
+		case OPT_BOOT_TIMER:
+			o.boot_timer = true;
+			break;
+		case OPT_LEVEL: {
+			enum log_level l;
+			if (log_parse_level(optarg, &l) < 0)
+				return usage_error("--level '%s': expected error, warning, info or debug", optarg);
+			log_set_level(l);
+			break;
+		}
+		case OPT_LOG_PATH:
+			if (log_open(optarg) < 0) {
+				fprintf(stderr, "kite: error: --log-path '%s': %s\n", optarg, strerror(errno));
+				return KITE_EXIT_USAGE;
+			}
+			break;
+		case OPT_METRICS_PATH:
+			o.metrics_path = optarg;
+			break;
+		case ':':
+			return usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (no_api) {
+		if (!o.config_file)
+			return usage_error("%s", "--no-api needs --config-file: nothing else could start the microVM");
+		o.api_sock = NULL;
+	}
+	return api_main(&o);
+}
+
 int main(int argc, char **argv)
 {
 	struct vm_config cfg = {
@@ -180,6 +258,6 @@ int main(int argc, char **argv)
 		return machine_run(&cfg);
 	}
 	if (argv[1][0] == '-')
-		return usage_error("unknown option '%s'", argv[1]);
+		return cmd_firecracker(argc, argv, cfg.exec_time);
 	return usage_error("unknown command '%s'", argv[1]);
 }

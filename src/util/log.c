@@ -6,6 +6,20 @@
 #include <time.h>
 
 static enum log_level g_level = LOG_WARN;
+static FILE *g_out; /* NULL: stderr */
+
+int log_open(const char *path)
+{
+	FILE *f = fopen(path, "ae");
+	if (!f)
+		return -1;
+	setvbuf(f, NULL, _IOLBF, 0);
+	FILE *old = g_out;
+	g_out = f;
+	if (old)
+		fclose(old);
+	return 0;
+}
 
 void log_set_level(enum log_level l) { g_level = l; }
 enum log_level log_get_level(void) { return g_level; }
@@ -37,7 +51,7 @@ void log_msg(enum log_level l, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	/* One write per line so lines from vCPU threads do not interleave. */
-	fprintf(stderr, "kite: %s: %s\n", tag[l], buf);
+	fprintf(g_out ? g_out : stderr, "kite: %s: %s\n", tag[l], buf);
 }
 
 int err_set(struct kite_err *e, int code, const char *fmt, ...)

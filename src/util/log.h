@@ -17,6 +17,8 @@ enum kite_exit {
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level l);
+/* Sends log lines to a file or FIFO (appending) instead of stderr. */
+int log_open(const char *path);
 enum log_level log_get_level(void);
 int log_parse_level(const char *s, enum log_level *out);
 void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,0 +1,721 @@
+/* The Firecracker-compatible control plane: one controller object holds the
+ * pre-boot configuration (as the validated JSON the user sent, which is also what
+ * GET /vm/config returns) and the VM once started. Every route runs on the API
+ * thread with the controller locked; none waits on a vCPU except pause, which
+ * only waits for vCPUs to leave KVM_RUN. */
+#include "api/api.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/http.h"
+#include "api/metrics.h"
+#include "api/schema.h"
+#include "devices/i8042.h"
+#include "util/log.h"
+#include "vmm/machine.h"
+
+#ifndef KITE_VERSION
+#define KITE_VERSION "0.0.0"
+#endif
+
+#define DEFAULT_BOOT_ARGS "console=ttyS0 reboot=k panic=1"
+#define MAX_DEVICES 16
+
+enum state { NOT_STARTED, RUNNING, PAUSED };
+
+static struct controller {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum state state;
+	bool started;   /* main thread: the VM runs, wait for it */
+	bool quit;      /* main thread: leave without a VM */
+	int quit_code;
+	const struct api_opts *opts;
+	struct vm vm;
+	struct vm_config cfg;
+	/* The configuration as sent, keyed like FullVmConfiguration. */
+	json_t *config;
+} ctl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+struct reply {
+	int status;
+	json_t *body; /* for 200 */
+	char fault[400];
+};
+
+static int fault(struct reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fault(struct reply *r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->fault, sizeof(r->fault), fmt, ap);
+	va_end(ap);
+	r->status = 400;
+	return -1;
+}
+
+static const char *state_name(enum state s)
+{
+	return s == NOT_STARTED ? "Not started" : s == RUNNING ? "Running" : "Paused";
+}
+
+static int pre_boot(struct reply *r, const char *what)
+{
+	if (ctl.state != NOT_STARTED)
+		return fault(r, "The requested operation is not supported after starting the microVM: %s.", what);
+	return 0;
+}
+
+static int post_boot(struct reply *r, const char *what)
+{
+	if (ctl.state == NOT_STARTED)
+		return fault(r, "The requested operation is not supported before starting the microVM: %s.", what);
+	return 0;
+}
+
+/* ---- machine configuration ---- */
+
+static json_t *machine_config(void)
+{
+	json_t *mc = json_object_get(ctl.config, "machine-config");
+	if (!mc) {
+		mc = json_pack("{s:i, s:i, s:b, s:b, s:s}", "vcpu_count", 1, "mem_size_mib", 128, "smt", 0,
+			       "track_dirty_pages", 0, "huge_pages", "None");
+		json_object_set_new(ctl.config, "machine-config", mc);
+	}
+	return mc;
+}
+
+/* What kite cannot do yet is refused, never silently ignored. */
+static int check_machine_config(const json_t *mc, struct reply *r)
+{
+	json_int_t vcpus = json_integer_value(json_object_get(mc, "vcpu_count"));
+	json_int_t mem = json_integer_value(json_object_get(mc, "mem_size_mib"));
+	if (vcpus < 1 || vcpus > 32)
+		return fault(r, "Invalid vCPU count: %lld; must be between 1 and 32.", (long long)vcpus);
+	if (mem < 2 || mem > 1024 * 1024)
+		return fault(r, "Invalid memory size: %lld MiB; must be between 2 and 1048576.", (long long)mem);
+	if (json_is_true(json_object_get(mc, "smt")))
+		return fault(r, "SMT is not supported by kite: every vCPU is a core of its own.");
+	const char *hp = json_string_value(json_object_get(mc, "huge_pages"));
+	if (hp && strcmp(hp, "None") != 0)
+		return fault(r, "huge_pages '%s' is not supported by kite yet.", hp);
+	const char *tmpl = json_string_value(json_object_get(mc, "cpu_template"));
+	if (tmpl && strcmp(tmpl, "None") != 0)
+		return fault(r, "CPU template '%s' is not supported by kite; use PUT /cpu-config.", tmpl);
+	return 0;
+}
+
+static int put_machine_config(const json_t *body, struct reply *r)
+{
+	if (pre_boot(r, "machine configuration") < 0)
+		return -1;
+	json_t *mc = json_pack("{s:b, s:b, s:s}", "smt", 0, "track_dirty_pages", 0, "huge_pages", "None");
+	json_object_update(mc, (json_t *)body);
+	if (check_machine_config(mc, r) < 0) {
+		json_decref(mc);
+		return -1;
+	}
+	json_object_set_new(ctl.config, "machine-config", mc);
+	return 0;
+}
+
+static int patch_machine_config(const json_t *body, struct reply *r)
+{
+	if (pre_boot(r, "machine configuration") < 0)
+		return -1;
+	json_t *mc = json_deep_copy(machine_config());
+	json_object_update(mc, (json_t *)body);
+	if (check_machine_config(mc, r) < 0) {
+		json_decref(mc);
+		return -1;
+	}
+	json_object_set_new(ctl.config, "machine-config", mc);
+	return 0;
+}
+
+/* ---- devices kept as configuration until their issue lands ---- */
+
+static int put_keyed(const char *list, const char *key, const char *id, const json_t *body,
+		     struct reply *r)
+{
+	const char *body_id = json_string_value(json_object_get(body, key));
+	if (!body_id || strcmp(body_id, id) != 0)
+		return fault(r, "The id from the path does not match the id from the body.");
+	json_t *arr = json_object_get(ctl.config, list);
+	if (!arr) {
+		arr = json_array();
+		json_object_set_new(ctl.config, list, arr);
+	}
+	size_t i;
+	json_t *it;
+	json_array_foreach(arr, i, it) {
+		if (strcmp(json_string_value(json_object_get(it, key)), id) == 0) {
+			json_array_set(arr, i, (json_t *)body);
+			return 0;
+		}
+	}
+	if (json_array_size(arr) >= MAX_DEVICES)
+		return fault(r, "Too many devices of this kind: at most %d.", MAX_DEVICES);
+	json_array_append(arr, (json_t *)body);
+	return 0;
+}
+
+static int patch_keyed(const char *list, const char *key, const char *id, const json_t *body,
+		       struct reply *r)
+{
+	const char *body_id = json_string_value(json_object_get(body, key));
+	if (!body_id || strcmp(body_id, id) != 0)
+		return fault(r, "The id from the path does not match the id from the body.");
+	json_t *arr = json_object_get(ctl.config, list);
+	size_t i;
+	json_t *it;
+	json_array_foreach(arr, i, it) {
+		if (strcmp(json_string_value(json_object_get(it, key)), id) == 0) {
+			json_object_update(it, (json_t *)body);
+			return 0;
+		}
+	}
+	return fault(r, "No device with id '%s' was configured.", id);
+}
+
+/* ---- actions ---- */
+
+static char *dup_or_null(const json_t *v)
+{
+	const char *s = json_string_value(v);
+	return s ? strdup(s) : NULL;
+}
+
+static int build_vm_config(struct reply *r)
+{
+	const json_t *bs = json_object_get(ctl.config, "boot-source");
+	if (!bs)
+		return fault(r, "Cannot start microvm without kernel configuration.");
+	static const char *const later[] = {"drives", "network-interfaces"};
+	for (unsigned i = 0; i < 2; i++)
+		if (json_array_size(json_object_get(ctl.config, later[i])))
+			return fault(r, "%s are not available in this kite build yet (virtio devices).", later[i]);
+	static const char *const later_obj[] = {"vsock", "entropy", "balloon"};
+	for (unsigned i = 0; i < 3; i++)
+		if (json_object_get(ctl.config, later_obj[i]))
+			return fault(r, "The %s device is not available in this kite build yet.", later_obj[i]);
+
+	const json_t *mc = machine_config();
+	struct vm_config *c = &ctl.cfg;
+	free((char *)c->kernel);
+	free((char *)c->initrd);
+	free((char *)c->cmdline);
+	c->kernel = dup_or_null(json_object_get(bs, "kernel_image_path"));
+	c->initrd = dup_or_null(json_object_get(bs, "initrd_path"));
+	const char *args = json_string_value(json_object_get(bs, "boot_args"));
+	c->cmdline = strdup(args ? args : DEFAULT_BOOT_ARGS);
+	c->cpus = (unsigned)json_integer_value(json_object_get(mc, "vcpu_count"));
+	c->mem_mib = (uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib"));
+	const json_t *serial = json_object_get(ctl.config, "serial");
+	const char *out = json_string_value(json_object_get(serial, "serial_out_path"));
+	c->serial = out ? SERIAL_FILE : SERIAL_STDIO;
+	c->serial_path = out;
+	c->boot_timer = ctl.opts->boot_timer;
+	c->exec_time = ctl.opts->exec_time;
+	return 0;
+}
+
+static int instance_start(struct reply *r)
+{
+	if (pre_boot(r, "InstanceStart") < 0 || build_vm_config(r) < 0)
+		return -1;
+	struct kite_err err = {0};
+	vm_init(&ctl.vm);
+	if (machine_start(&ctl.vm, &ctl.cfg, &err) < 0)
+		return fault(r, "Failed to start the microVM: %s", err.msg);
+	ctl.state = RUNNING;
+	ctl.started = true;
+	pthread_cond_broadcast(&ctl.cond);
+	return 0;
+}
+
+static int put_actions(const json_t *body, struct reply *r)
+{
+	const char *a = json_string_value(json_object_get(body, "action_type"));
+	if (strcmp(a, "InstanceStart") == 0)
+		return instance_start(r);
+	if (strcmp(a, "FlushMetrics") == 0) {
+		if (metrics_flush() < 0)
+			return fault(r, "Metrics are not configured: PUT /metrics or --metrics-path first.");
+		return 0;
+	}
+	/* SendCtrlAltDel */
+	if (post_boot(r, "SendCtrlAltDel") < 0)
+		return -1;
+	if (i8042_send_ctrl_alt_del(&ctl.vm) < 0)
+		return fault(r, "The guest's keyboard controller does not accept keys now.");
+	return 0;
+}
+
+static int patch_vm(const json_t *body, struct reply *r)
+{
+	const char *s = json_string_value(json_object_get(body, "state"));
+	if (post_boot(r, "pause or resume") < 0)
+		return -1;
+	if (strcmp(s, "Paused") == 0) {
+		if (ctl.state == RUNNING)
+			vcpus_pause(&ctl.vm);
+		ctl.state = PAUSED;
+	} else {
+		if (ctl.state == PAUSED)
+			vcpus_resume(&ctl.vm);
+		ctl.state = RUNNING;
+	}
+	return 0;
+}
+
+/* ---- the route table ---- */
+
+struct route {
+	const char *method;
+	const char *path;      /* exact, or a prefix ending in '/' with an id after it */
+	const char *schema;    /* body definition, NULL for no body */
+	int (*handler)(const json_t *body, const char *id, struct reply *r);
+	unsigned metric;       /* index into the request counters */
+};
+
+static int h_get_root(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	r->body = json_pack("{s:s, s:s, s:s, s:s}", "app_name", "kite", "id",
+			    ctl.opts->id ? ctl.opts->id : "anonymous-instance", "state",
+			    state_name(ctl.state), "vmm_version", KITE_VERSION);
+	return 0;
+}
+
+static int h_get_version(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	r->body = json_pack("{s:s}", "firecracker_version", KITE_VERSION);
+	return 0;
+}
+
+static int h_put_actions(const json_t *b, const char *id, struct reply *r) { (void)id; return put_actions(b, r); }
+
+static int h_put_boot_source(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	if (pre_boot(r, "boot source") < 0)
+		return -1;
+	json_object_set(ctl.config, "boot-source", (json_t *)b);
+	return 0;
+}
+
+static int h_get_machine_config(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	r->body = json_deep_copy(machine_config());
+	return 0;
+}
+
+static int h_put_machine_config(const json_t *b, const char *id, struct reply *r) { (void)id; return put_machine_config(b, r); }
+static int h_patch_machine_config(const json_t *b, const char *id, struct reply *r) { (void)id; return patch_machine_config(b, r); }
+
+static int h_put_cpu_config(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	if (pre_boot(r, "CPU configuration") < 0)
+		return -1;
+	static const char *const mods[] = {"cpuid_modifiers", "msr_modifiers", "kvm_capabilities",
+					   "reg_modifiers", "vcpu_features"};
+	for (unsigned i = 0; i < sizeof(mods) / sizeof(mods[0]); i++)
+		if (json_array_size(json_object_get(b, mods[i])))
+			return fault(r, "CPU templates (%s) are not supported by kite yet.", mods[i]);
+	json_object_set(ctl.config, "cpu-config", (json_t *)b);
+	return 0;
+}
+
+static int h_put_drive(const json_t *b, const char *id, struct reply *r)
+{
+	if (pre_boot(r, "drive configuration") < 0)
+		return -1;
+	return put_keyed("drives", "drive_id", id, b, r);
+}
+
+static int h_patch_drive(const json_t *b, const char *id, struct reply *r)
+{
+	if (post_boot(r, "drive update") < 0)
+		return -1;
+	return patch_keyed("drives", "drive_id", id, b, r);
+}
+
+static int h_put_net(const json_t *b, const char *id, struct reply *r)
+{
+	if (pre_boot(r, "network interface configuration") < 0)
+		return -1;
+	return put_keyed("network-interfaces", "iface_id", id, b, r);
+}
+
+static int h_patch_net(const json_t *b, const char *id, struct reply *r)
+{
+	if (post_boot(r, "network interface update") < 0)
+		return -1;
+	return patch_keyed("network-interfaces", "iface_id", id, b, r);
+}
+
+/* PUT of a single pre-boot object stored under its FullVmConfiguration key. */
+static int put_object(const char *key, const json_t *b, struct reply *r)
+{
+	if (pre_boot(r, key) < 0)
+		return -1;
+	json_object_set(ctl.config, key, (json_t *)b);
+	return 0;
+}
+
+static int h_put_vsock(const json_t *b, const char *id, struct reply *r) { (void)id; return put_object("vsock", b, r); }
+static int h_put_entropy(const json_t *b, const char *id, struct reply *r) { (void)id; return put_object("entropy", b, r); }
+static int h_put_serial(const json_t *b, const char *id, struct reply *r) { (void)id; return put_object("serial", b, r); }
+static int h_put_balloon(const json_t *b, const char *id, struct reply *r) { (void)id; return put_object("balloon", b, r); }
+
+static int h_get_balloon(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	json_t *bal = json_object_get(ctl.config, "balloon");
+	if (!bal)
+		return fault(r, "Balloon device not configured.");
+	r->body = json_deep_copy(bal);
+	return 0;
+}
+
+static int h_patch_balloon(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	json_t *bal = json_object_get(ctl.config, "balloon");
+	if (!bal)
+		return fault(r, "Balloon device not configured.");
+	json_object_update(bal, (json_t *)b);
+	return 0;
+}
+
+static int h_get_balloon_stats(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	json_t *bal = json_object_get(ctl.config, "balloon");
+	if (!bal)
+		return fault(r, "Balloon device not configured.");
+	return fault(r, "Balloon statistics are not enabled.");
+}
+
+static int h_patch_balloon_stats(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	json_t *bal = json_object_get(ctl.config, "balloon");
+	if (!bal)
+		return fault(r, "Balloon device not configured.");
+	json_object_set(bal, "stats_polling_interval_s", json_object_get(b, "stats_polling_interval_s"));
+	return 0;
+}
+
+static int h_put_logger(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	const char *level = json_string_value(json_object_get(b, "level"));
+	if (level) {
+		enum log_level l;
+		if (strcasecmp(level, "Off") == 0)
+			l = LOG_ERROR;
+		else if (strcasecmp(level, "Trace") == 0)
+			l = LOG_DEBUG;
+		else if (log_parse_level(level, &l) < 0)
+			return fault(r, "Invalid log level: %s.", level);
+		log_set_level(l);
+	}
+	const char *path = json_string_value(json_object_get(b, "log_path"));
+	if (path && log_open(path) < 0)
+		return fault(r, "Cannot open the log file '%s': %s.", path, strerror(errno));
+	json_object_set(ctl.config, "logger", (json_t *)b);
+	return 0;
+}
+
+static int h_put_metrics(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	const char *path = json_string_value(json_object_get(b, "metrics_path"));
+	if (metrics_open(path) < 0)
+		return fault(r, "Cannot open the metrics file '%s': %s.", path, strerror(errno));
+	json_object_set(ctl.config, "metrics", (json_t *)b);
+	return 0;
+}
+
+static int h_patch_vm(const json_t *b, const char *id, struct reply *r) { (void)id; return patch_vm(b, r); }
+
+static int h_get_vm_config(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	machine_config();
+	json_t *c = json_deep_copy(ctl.config);
+	/* The lists are always present, like Firecracker's answer. */
+	if (!json_object_get(c, "drives"))
+		json_object_set_new(c, "drives", json_array());
+	if (!json_object_get(c, "network-interfaces"))
+		json_object_set_new(c, "network-interfaces", json_array());
+	r->body = c;
+	return 0;
+}
+
+static const struct route routes[] = {
+	{"GET", "/", NULL, h_get_root, M_GET_INSTANCE},
+	{"GET", "/version", NULL, h_get_version, M_GET_VERSION},
+	{"PUT", "/actions", "InstanceActionInfo", h_put_actions, M_PUT_ACTIONS},
+	{"PUT", "/boot-source", "BootSource", h_put_boot_source, M_PUT_BOOT_SOURCE},
+	{"GET", "/machine-config", NULL, h_get_machine_config, M_GET_MACHINE_CONFIG},
+	{"PUT", "/machine-config", "MachineConfiguration", h_put_machine_config, M_PUT_MACHINE_CONFIG},
+	{"PATCH", "/machine-config", "MachineConfiguration", h_patch_machine_config, M_PATCH_MACHINE_CONFIG},
+	{"PUT", "/cpu-config", "CpuConfig", h_put_cpu_config, M_PUT_CPU_CONFIG},
+	{"PUT", "/drives/", "Drive", h_put_drive, M_PUT_DRIVE},
+	{"PATCH", "/drives/", "PartialDrive", h_patch_drive, M_PATCH_DRIVE},
+	{"PUT", "/network-interfaces/", "NetworkInterface", h_put_net, M_PUT_NET},
+	{"PATCH", "/network-interfaces/", "PartialNetworkInterface", h_patch_net, M_PATCH_NET},
+	{"PUT", "/vsock", "Vsock", h_put_vsock, M_PUT_VSOCK},
+	{"PUT", "/entropy", "EntropyDevice", h_put_entropy, M_PUT_ENTROPY},
+	{"GET", "/balloon", NULL, h_get_balloon, M_GET_BALLOON},
+	{"PUT", "/balloon", "Balloon", h_put_balloon, M_PUT_BALLOON},
+	{"PATCH", "/balloon", "BalloonUpdate", h_patch_balloon, M_PATCH_BALLOON},
+	{"GET", "/balloon/statistics", NULL, h_get_balloon_stats, M_GET_BALLOON},
+	{"PATCH", "/balloon/statistics", "BalloonStatsUpdate", h_patch_balloon_stats, M_PATCH_BALLOON},
+	{"PUT", "/logger", "Logger", h_put_logger, M_PUT_LOGGER},
+	{"PUT", "/metrics", "Metrics", h_put_metrics, M_PUT_METRICS},
+	{"PATCH", "/vm", "Vm", h_patch_vm, M_PATCH_VM},
+	{"GET", "/vm/config", NULL, h_get_vm_config, M_GET_VM_CONFIG},
+	{"PUT", "/serial", "SerialDevice", h_put_serial, M_PUT_SERIAL},
+};
+
+/* The route for method+path, with the {id} of prefix routes. */
+static const struct route *route_find(const char *method, const char *path, const char **id)
+{
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct route *rt = &routes[i];
+		if (strcmp(rt->method, method) != 0)
+			continue;
+		size_t n = strlen(rt->path);
+		if (n > 1 && rt->path[n - 1] == '/') {
+			if (strncmp(path, rt->path, n) == 0 && path[n] && !strchr(path + n, '/')) {
+				*id = path + n;
+				return rt;
+			}
+		} else if (strcmp(path, rt->path) == 0) {
+			*id = NULL;
+			return rt;
+		}
+	}
+	return NULL;
+}
+
+static int dispatch(const char *method, const char *path, const char *body, size_t body_len,
+		    struct reply *r)
+{
+	const char *id = NULL;
+	const struct route *rt = route_find(method, path, &id);
+	if (!rt)
+		return fault(r, "Invalid request method and/or path: %s %s.", method, path);
+	metrics_count(rt->metric);
+	json_t *json = NULL;
+	if (rt->schema) {
+		json_error_t je;
+		if (body_len == 0)
+			return fault(r, "The request body is empty; %s needs a JSON object.", path);
+		json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &je);
+		if (!json)
+			return fault(r, "Invalid JSON at line %d, column %d: %s.", je.line, je.column, je.text);
+		char msg[300];
+		if (schema_validate(schema_find(rt->schema), json, msg, sizeof(msg)) < 0) {
+			json_decref(json);
+			return fault(r, "%s %s: %s.", method, path, msg);
+		}
+	}
+	r->status = 204;
+	int ret = rt->handler(json, id, r);
+	json_decref(json);
+	if (ret == 0 && r->body)
+		r->status = 200;
+	if (ret < 0)
+		metrics_count(M_API_FAILURES);
+	return ret;
+}
+
+static void api_handle(void *ctx, const struct http_request *req, struct http_response *resp)
+{
+	(void)ctx;
+	struct reply r = {.status = 500};
+	pthread_mutex_lock(&ctl.lock);
+	dispatch(req->method, req->path, req->body, req->body_len, &r);
+	pthread_mutex_unlock(&ctl.lock);
+	resp->status = r.status;
+	if (r.status == 400 || r.status == 500) {
+		resp->body = http_fault_body("%s", r.fault[0] ? r.fault : "Internal error.");
+		log_warn("API %s %s: %s", req->method, req->path, r.fault);
+	} else if (r.body) {
+		resp->body = json_dumps(r.body, JSON_COMPACT);
+		json_decref(r.body);
+	}
+}
+
+/* ---- --config-file ---- */
+
+/* FullVmConfiguration sections, applied through the same handlers as the API. */
+static int apply_config_file(const char *path, struct kite_err *err)
+{
+	json_error_t je;
+	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!root)
+		return err_set(err, KITE_EXIT_USAGE, "--config-file '%s': %s (line %d)", path, je.text, je.line);
+	char msg[300];
+	struct reply r = {0};
+	int ret = -1;
+	/* Firecracker writes absent sections as null: drop them before validating. */
+	const char *key;
+	json_t *v;
+	void *tmp;
+	json_object_foreach_safe(root, tmp, key, v) {
+		if (json_is_null(v))
+			json_object_del(root, key);
+	}
+	if (schema_validate(schema_find("FullVmConfiguration"), root, msg, sizeof(msg)) < 0) {
+		err_set(err, KITE_EXIT_USAGE, "--config-file '%s': %s", path, msg);
+		goto out;
+	}
+	static const struct {
+		const char *key, *method, *path;
+	} order[] = {
+		{"logger", "PUT", "/logger"}, {"metrics", "PUT", "/metrics"},
+		{"machine-config", "PUT", "/machine-config"}, {"cpu-config", "PUT", "/cpu-config"},
+		{"boot-source", "PUT", "/boot-source"}, {"vsock", "PUT", "/vsock"},
+		{"entropy", "PUT", "/entropy"}, {"balloon", "PUT", "/balloon"},
+		{"serial", "PUT", "/serial"},
+	};
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		json_t *sec = json_object_get(root, order[i].key);
+		if (!sec)
+			continue;
+		char *s = json_dumps(sec, JSON_COMPACT);
+		int rc = dispatch(order[i].method, order[i].path, s, strlen(s), &r);
+		free(s);
+		if (rc < 0) {
+			err_set(err, KITE_EXIT_USAGE, "--config-file '%s': %s: %s", path, order[i].key, r.fault);
+			goto out;
+		}
+	}
+	static const struct {
+		const char *key, *id, *path;
+	} lists[] = {{"drives", "drive_id", "/drives/"}, {"network-interfaces", "iface_id", "/network-interfaces/"}};
+	for (size_t i = 0; i < 2; i++) {
+		size_t k;
+		json_t *it;
+		json_array_foreach(json_object_get(root, lists[i].key), k, it) {
+			char p[300], *s = json_dumps(it, JSON_COMPACT);
+			snprintf(p, sizeof(p), "%s%s", lists[i].path, json_string_value(json_object_get(it, lists[i].id)));
+			int rc = dispatch("PUT", p, s, strlen(s), &r);
+			free(s);
+			if (rc < 0) {
+				err_set(err, KITE_EXIT_USAGE, "--config-file '%s': %s: %s", path, lists[i].key, r.fault);
+				goto out;
+			}
+		}
+	}
+	if (instance_start(&r) < 0) {
+		err_set(err, KITE_EXIT_ERROR, "--config-file '%s': %s", path, r.fault);
+		goto out;
+	}
+	ret = 0;
+out:
+	json_decref(root);
+	return ret;
+}
+
+/* ---- the process ---- */
+
+static void on_signal(void *ctx, int sig)
+{
+	(void)ctx;
+	pthread_mutex_lock(&ctl.lock);
+	if (ctl.started) {
+		vm_request_stop(&ctl.vm, 128 + sig, "stopped by signal %s", strsignal(sig));
+	} else {
+		ctl.quit = true;
+		ctl.quit_code = 128 + sig;
+		log_info("stopped by signal %s before the microVM started", strsignal(sig));
+		pthread_cond_broadcast(&ctl.cond);
+	}
+	pthread_mutex_unlock(&ctl.lock);
+}
+
+int api_main(const struct api_opts *o)
+{
+	struct kite_err err = {0};
+	struct stop_signals sigs;
+	struct http_server *srv = NULL;
+	int code;
+
+	ctl.opts = o;
+	ctl.config = json_object();
+	vm_init(&ctl.vm);
+	stop_signals_start(&sigs, on_signal, NULL);
+	metrics_init(o->exec_time);
+	if (o->metrics_path && metrics_open(o->metrics_path) < 0) {
+		err_set(&err, KITE_EXIT_USAGE, "--metrics-path '%s': %s", o->metrics_path, strerror(errno));
+		goto fail;
+	}
+	if (o->api_sock) {
+		srv = http_server_start(o->api_sock, api_handle, NULL, &err);
+		if (!srv)
+			goto fail;
+	}
+	if (o->config_file) {
+		pthread_mutex_lock(&ctl.lock);
+		int rc = apply_config_file(o->config_file, &err);
+		pthread_mutex_unlock(&ctl.lock);
+		if (rc < 0)
+			goto fail;
+	}
+
+	pthread_mutex_lock(&ctl.lock);
+	while (!ctl.started && !ctl.quit)
+		pthread_cond_wait(&ctl.cond, &ctl.lock);
+	bool started = ctl.started;
+	pthread_mutex_unlock(&ctl.lock);
+	if (started) {
+		/* The API goes first, so no request can reach a VM being torn down. */
+		pthread_mutex_lock(&ctl.vm.stop.lock);
+		while (!ctl.vm.stop.requested)
+			pthread_cond_wait(&ctl.vm.stop.cond, &ctl.vm.stop.lock);
+		pthread_mutex_unlock(&ctl.vm.stop.lock);
+		http_server_stop(srv);
+		code = machine_wait(&ctl.vm);
+	} else {
+		http_server_stop(srv);
+		code = ctl.quit_code;
+	}
+	metrics_flush();
+	stop_signals_stop(&sigs);
+	return code;
+fail:
+	fprintf(stderr, "kite: error: %s\n", err.msg);
+	http_server_stop(srv);
+	stop_signals_stop(&sigs);
+	return err.code ? err.code : KITE_EXIT_ERROR;
+}
+
+/* TEMPORARY until the i8042 keyboard lands: no keyboard, no keys. */
+__attribute__((weak)) int i8042_send_ctrl_alt_del(struct vm *vm)
+{
+	(void)vm;
+	return -1;
+}
