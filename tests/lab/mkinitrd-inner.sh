@@ -21,6 +21,8 @@
 #       panic            -> echo c > /proc/sysrq-trigger (pass panic=1 to reboot)
 #       shell            -> interactive sh on the console, then reboot -f
 #       poweroff         -> poweroff -f (needs ACPI in the guest)
+#       ticker           -> "KITE-GUEST: tick <uptime>" every 0.5 s; Ctrl-Alt-Del
+#                           (SIGINT to init) prints "KITE-GUEST: ctrl-alt-del", reboots
 #
 #   --extra-script FILE  install FILE as /lab-extra.sh
 #   --add SRC:DEST       copy file or directory SRC to DEST inside (e.g. a .ko)
@@ -111,6 +113,15 @@ shell)
 	reboot -f
 	;;
 poweroff) poweroff -f ;;
+ticker)
+	# A clock on the console until Ctrl-Alt-Del: the kernel signals init
+	# (SIGINT), which reboots. Lets a test see a pause stop the guest's time.
+	trap 'g "ctrl-alt-del"; sync; reboot -f' INT
+	while :; do
+		g "tick $(cut -d' ' -f1 /proc/uptime)"
+		sleep 0.5
+	done
+	;;
 *) reboot -f ;;
 esac
 # not reached unless the action failed; init exiting panics the kernel

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: tests/lab/run-lab.sh [--kite PATH] [--with-qemu] [--extra PATH]...
+# Usage: tests/lab/run-lab.sh [--kite PATH] [--with-qemu] [--extra PATH]... [--bin PROG]...
 #                             [--inner INITRD] [--timeout SECS] [--mem MIB] [--smp N]
 #                             [--append ARGS] [--env NAME=VALUE]... [--log FILE]
 #                             [--interactive] --script SCRIPT
@@ -31,6 +31,8 @@
 #   --with-qemu     also install QEMU so SCRIPT can run the peer VMM
 #                   (qemu-system-x86_64 -M microvm -accel kvm ...)
 #   --extra PATH    file/dir to copy to /lab/extra/ (repeatable)
+#   --bin PROG      a host program (e.g. curl) to install as /usr/bin/PROG with its
+#                   shared libraries (repeatable)
 #   --inner FILE    use FILE as /lab/inner.cpio.gz instead of the default
 #   --timeout SECS  kill QEMU after SECS seconds (default 600)
 #   --mem MIB       outer VM memory (default 6144, room for a 4 GiB inner guest)
@@ -53,6 +55,7 @@ need() { [ "$2" -ge 2 ] || { echo "run-lab.sh: $1 needs an argument" >&2; exit 2
 kite=
 with_qemu=0
 extras=()
+bins=()
 inner=
 timeout_s=600
 mem=6144
@@ -67,6 +70,7 @@ while [ $# -gt 0 ]; do
 	--kite) need "$1" $#; kite=$2; shift 2 ;;
 	--with-qemu) with_qemu=1; shift ;;
 	--extra) need "$1" $#; extras+=("$2"); shift 2 ;;
+	--bin) need "$1" $#; bins+=("$2"); shift 2 ;;
 	--inner) need "$1" $#; inner=$2; shift 2 ;;
 	--timeout) need "$1" $#; timeout_s=$2; shift 2 ;;
 	--mem) need "$1" $#; mem=$2; shift 2 ;;
@@ -209,6 +213,10 @@ done >"$s/lab/env"
 if [ -n "$kite" ]; then
 	install_with_libs "$kite" "$s" /bin/kite
 fi
+for b in "${bins[@]}"; do
+	path=$(command -v "$b") || { echo "run-lab.sh: --bin: no such program: $b" >&2; exit 2; }
+	install_with_libs "$path" "$s" "/usr/bin/$(basename "$path")"
+done
 for e in "${extras[@]}"; do
 	cp -a "$e" "$s/lab/extra/"
 done
