@@ -237,6 +237,7 @@ static int instance_start(struct reply *r)
 		return fault(r, "Failed to start the microVM: %s", err.msg);
 	ctl.state = RUNNING;
 	ctl.started = true;
+	metrics_set_vm(&ctl.vm);
 	pthread_cond_broadcast(&ctl.cond);
 	return 0;
 }
@@ -698,12 +699,14 @@ int api_main(const struct api_opts *o)
 			pthread_cond_wait(&ctl.vm.stop.cond, &ctl.vm.stop.lock);
 		pthread_mutex_unlock(&ctl.vm.stop.lock);
 		http_server_stop(srv);
+		metrics_flush(); /* the last line still sees the VM's counters */
+		metrics_set_vm(NULL);
 		code = machine_wait(&ctl.vm);
 	} else {
 		http_server_stop(srv);
+		metrics_flush();
 		code = ctl.quit_code;
 	}
-	metrics_flush();
 	stop_signals_stop(&sigs);
 	return code;
 fail:

@@ -1,5 +1,7 @@
 #include "api/metrics.h"
 
+#include "vmm/vm.h"
+
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -47,9 +49,42 @@ static struct {
 	struct timespec exec_time;
 	pthread_t thread;
 	bool thread_started;
+	struct vm *vm;
+	uint64_t last[5]; /* vCPU exit totals at the previous line */
 } mt = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1};
 
 void metrics_init(struct timespec exec_time) { mt.exec_time = exec_time; }
+
+void metrics_set_vm(struct vm *vm)
+{
+	pthread_mutex_lock(&mt.lock);
+	mt.vm = vm;
+	memset(mt.last, 0, sizeof(mt.last));
+	pthread_mutex_unlock(&mt.lock);
+}
+
+/* Firecracker's "vcpu" group, summed over vCPUs, as counts since the last line. */
+static void vcpu_group(json_t *root)
+{
+	static const char *const exit_names[5] = {"exit_io_in", "exit_io_out", "exit_mmio_read",
+					     "exit_mmio_write", "kite_exit_other"};
+	uint64_t now[5] = {0};
+	struct vm *vm = mt.vm;
+	for (unsigned i = 0; vm && i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		now[0] += __atomic_load_n(&v->exits_io_in, __ATOMIC_RELAXED);
+		now[1] += __atomic_load_n(&v->exits_io_out, __ATOMIC_RELAXED);
+		now[2] += __atomic_load_n(&v->exits_mmio_read, __ATOMIC_RELAXED);
+		now[3] += __atomic_load_n(&v->exits_mmio_write, __ATOMIC_RELAXED);
+		now[4] += __atomic_load_n(&v->exits_other, __ATOMIC_RELAXED);
+	}
+	json_t *g = json_object();
+	for (int i = 0; i < 5; i++) {
+		json_object_set_new(g, exit_names[i], json_integer((json_int_t)(now[i] - mt.last[i])));
+		mt.last[i] = now[i];
+	}
+	json_object_set_new(root, "vcpu", g);
+}
 
 void metrics_count(enum metric m)
 {
@@ -84,6 +119,7 @@ int metrics_flush(void)
 		unsigned long long v = __atomic_exchange_n(&mt.count[i], 0, __ATOMIC_RELAXED);
 		json_object_set_new(group(root, names[i][0]), names[i][1], json_integer((json_int_t)v));
 	}
+	vcpu_group(root);
 	char *line = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	int r = -1;

@@ -15,7 +15,11 @@ enum metric {
 	M_PATCH_VM, M_API_FAILURES, M_COUNT
 };
 
+struct vm;
+
 void metrics_init(struct timespec exec_time);
+/* The running VM whose exit counters each line reports (NULL: none). */
+void metrics_set_vm(struct vm *vm);
 /* Opens (appends to) the metrics file or FIFO and writes a first line. */
 int metrics_open(const char *path);
 void metrics_count(enum metric m);

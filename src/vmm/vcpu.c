@@ -74,16 +74,18 @@ static bool handle_exit(struct vcpu *v)
 	struct kvm_run *run = v->run;
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
-		v->exits_io++;
+		__atomic_add_fetch(run->io.direction == KVM_EXIT_IO_OUT ? &v->exits_io_out : &v->exits_io_in,
+				   1, __ATOMIC_RELAXED);
 		handle_io(v);
 		return true;
 	case KVM_EXIT_MMIO:
-		v->exits_mmio++;
+		__atomic_add_fetch(run->mmio.is_write ? &v->exits_mmio_write : &v->exits_mmio_read, 1,
+				   __ATOMIC_RELAXED);
 		bus_dispatch(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data,
 			     run->mmio.len, run->mmio.is_write);
 		return true;
 	case KVM_EXIT_INTR:
-		v->exits_other++;
+		__atomic_add_fetch(&v->exits_other, 1, __ATOMIC_RELAXED);
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		/* A triple fault: how x86 resets. Linux uses it as a reboot method. */
@@ -103,7 +105,7 @@ static bool handle_exit(struct vcpu *v)
 		}
 	case KVM_EXIT_HLT:
 		/* Only without an in-kernel LAPIC; kite always has one. */
-		v->exits_other++;
+		__atomic_add_fetch(&v->exits_other, 1, __ATOMIC_RELAXED);
 		return true;
 	default:
 		fatal_exit(v, run->exit_reason == KVM_EXIT_INTERNAL_ERROR ? "KVM internal error"

@@ -37,7 +37,9 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
-	uint64_t exits_io, exits_mmio, exits_other;
+	/* Exit counters, written by this vCPU's thread only (relaxed atomics so
+	 * the metrics thread may read them). */
+	uint64_t exits_io_in, exits_io_out, exits_mmio_read, exits_mmio_write, exits_other;
 };
 
 /* How the VM ended, set once by the first stopper. */
