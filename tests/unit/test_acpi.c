@@ -6,11 +6,16 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/layout.h"
+#include "devices/i8042.h"
 #include "vmm/mem.h"
 
 #define RAM MiB(2)
 #define HDR 36
 #define FADT_HW_REDUCED (1u << 20)
+/* IAPC_BOOT_ARCH flags (FADT offset 109). */
+#define BOOT_ARCH_8042 (1u << 1)
+#define BOOT_ARCH_NO_VGA (1u << 2)
+#define BOOT_ARCH_NO_CMOS_RTC (1u << 5)
 
 struct ctx {
 	struct gmem m;
@@ -213,9 +218,11 @@ static void madt_cpus(void **state)
 		/* The IOAPIC's id must not collide with a local APIC's. */
 		for (unsigned i = 0; i < n; i++)
 			assert_int_not_equal(s.ioapic_id, s.apic_ids[i]);
-		/* COM1's IRQ reaches the IOAPIC. */
-		if (s.isos)
+		/* COM1's and the keyboard's IRQs reach the IOAPIC. */
+		if (s.isos) {
 			assert_true(s.iso_seen & (1u << IRQ_COM1));
+			assert_true(s.iso_seen & (1u << I8042_IRQ));
+		}
 	}
 }
 
@@ -234,6 +241,7 @@ static void madt_rebuild_shrinks(void **state)
 struct aml_found {
 	int s5, s5_typ[2];
 	int com1_hid, com1_crs_io, com1_crs_irq;
+	int ps2k_hid, ps2k_crs_data, ps2k_crs_cmd, ps2k_crs_irq, ps2k_crs_io_count;
 };
 
 static uint32_t pkg_len(const uint8_t **p, const uint8_t *end)
@@ -284,8 +292,10 @@ static uint64_t aml_integer(const uint8_t **p, const uint8_t *end)
 	return v;
 }
 
-static void check_crs(const uint8_t *b, const uint8_t *end, struct aml_found *f)
+static void check_crs(const uint8_t *b, const uint8_t *end, const char *scope,
+		      struct aml_found *f)
 {
+	int com1 = strcmp(scope, "COM1") == 0, ps2k = strcmp(scope, "PS2K") == 0;
 	while (b < end) {
 		uint8_t tag = *b;
 		assert_int_equal(tag & 0x80, 0); /* kite uses small resources only */
@@ -294,12 +304,28 @@ static void check_crs(const uint8_t *b, const uint8_t *end, struct aml_found *f)
 		switch (tag >> 3) {
 		case 0x08: /* IO */
 			assert_int_equal(len, 7);
-			if (le16(b + 2) == PORT_COM1 && le16(b + 4) == PORT_COM1 && b[7] == 8)
+			if (com1 && le16(b + 2) == PORT_COM1 && le16(b + 4) == PORT_COM1 && b[7] == 8)
 				f->com1_crs_io = 1;
+			if (ps2k) {
+				/* Linux's i8042 PNP probe: range 0 is the data port,
+				 * range 1 the command port, each exactly one byte. */
+				uint16_t want = f->ps2k_crs_io_count == 0 ? PORT_I8042_DATA : PORT_I8042_CMD;
+				assert_int_equal(le16(b + 2), want);
+				assert_int_equal(le16(b + 4), want);
+				assert_int_equal(b[7], 1);
+				if (f->ps2k_crs_io_count++ == 0)
+					f->ps2k_crs_data = 1;
+				else
+					f->ps2k_crs_cmd = 1;
+			}
 			break;
 		case 0x04: /* IRQ */
-			if (le16(b + 1) == 1u << IRQ_COM1)
+			if (com1 && le16(b + 1) == 1u << IRQ_COM1)
 				f->com1_crs_irq = 1;
+			if (ps2k) {
+				assert_int_equal(le16(b + 1), 1u << I8042_IRQ);
+				f->ps2k_crs_irq = 1;
+			}
 			break;
 		case 0x0f: /* end tag */
 			assert_int_equal(b + 1 + len, end);
@@ -332,8 +358,8 @@ static void data_object(const uint8_t **p, const uint8_t *end, const char *name,
 		const uint8_t *be = pkg_end(p, end);
 		uint64_t size = aml_integer(p, be);
 		assert_int_equal(size, (uint64_t)(be - *p));
-		if (strcmp(name, "_CRS") == 0 && strcmp(scope, "COM1") == 0)
-			check_crs(*p, be, f);
+		if (strcmp(name, "_CRS") == 0)
+			check_crs(*p, be, scope, f);
 		*p = be;
 	} else {
 		const uint8_t *at = *p;
@@ -343,6 +369,12 @@ static void data_object(const uint8_t **p, const uint8_t *end, const char *name,
 			const uint8_t want[4] = {0x41, 0xd0, 0x05, 0x01};
 			assert_memory_equal(at + 1, want, 4);
 			f->com1_hid = 1;
+		}
+		if (strcmp(name, "_HID") == 0 && strcmp(scope, "PS2K") == 0 && *at == 0x0c) {
+			/* EISAID ("PNP0303"): the keyboard Linux's i8042 driver looks for. */
+			const uint8_t want[4] = {0x41, 0xd0, 0x03, 0x03};
+			assert_memory_equal(at + 1, want, 4);
+			f->ps2k_hid = 1;
 		}
 		(void)v;
 	}
@@ -390,6 +422,9 @@ static void fadt_and_dsdt(void **state)
 	assert_int_equal(le32(f + 4), 276);
 	assert_int_equal(f[8], 6); /* FADT revision 6 */
 	assert_true(le32(f + 112) & FADT_HW_REDUCED);
+	/* An 8042 is there (so Linux looks for it through PNP), VGA and the CMOS
+	 * RTC are not (probing the RTC costs seconds of boot). */
+	assert_int_equal(le16(f + 109), BOOT_ARCH_8042 | BOOT_ARCH_NO_VGA | BOOT_ARCH_NO_CMOS_RTC);
 	uint64_t dsdt = le64(f + 140); /* X_DSDT */
 	assert_int_equal(le32(f + 40), (uint32_t)dsdt);
 	/* Sleep control and status registers: one byte of I/O space at the PM port. */
@@ -419,6 +454,12 @@ static void fadt_and_dsdt(void **state)
 		assert_true(found.com1_crs_io);
 		assert_true(found.com1_crs_irq);
 	}
+	/* The keyboard: without it Linux would wire no IRQ 1 (no legacy PIC). */
+	assert_true(found.ps2k_hid);
+	assert_true(found.ps2k_crs_data);
+	assert_true(found.ps2k_crs_cmd);
+	assert_int_equal(found.ps2k_crs_io_count, 2);
+	assert_true(found.ps2k_crs_irq);
 }
 
 static void bad_cpu_counts_rejected(void **state)

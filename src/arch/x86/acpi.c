@@ -4,6 +4,7 @@
 
 #include "arch/x86/aml.h"
 #include "arch/x86/layout.h"
+#include "devices/i8042.h"
 
 #define HDR_LEN 36
 
@@ -47,15 +48,19 @@ static void gas_io8(uint8_t *g, uint16_t port)
 	put64(g + 4, port);
 }
 
-/* The DSDT: \_S5 (soft-off) and COM1 as a PNP0501 device. Hardware-reduced
- * Linux has no legacy PIC, so it only wires IRQ 4 to the IOAPIC for a device the
- * firmware describes; the static 8250 port alone cannot take its interrupt. */
+/* The DSDT: \_S5 (soft-off), COM1 as a PNP0501 device and the i8042 keyboard
+ * as a PNP0303 one. Hardware-reduced Linux has no legacy PIC, so it only wires
+ * an ISA IRQ (4, 1) to the IOAPIC for a device the firmware describes; the static
+ * 8250 port alone cannot take its interrupt. The keyboard's PNP device also tells
+ * Linux's i8042 driver where the controller is, and that it has no aux port
+ * (no PNP0F13 mouse), so it skips the mouse probes. */
 static int build_dsdt(uint8_t *t, uint32_t room, uint32_t *out_len)
 {
-	static struct aml dsdt, sb, com1;
+	static struct aml dsdt, sb, com1, ps2k;
 	memset(&dsdt, 0, sizeof(dsdt));
 	memset(&sb, 0, sizeof(sb));
 	memset(&com1, 0, sizeof(com1));
+	memset(&ps2k, 0, sizeof(ps2k));
 
 	const uint8_t s5[2] = {ACPI_SLP_TYP_S5, ACPI_SLP_TYP_S5};
 	aml_name_pkg_bytes(&dsdt, "_S5_", s5, 2);
@@ -67,6 +72,16 @@ static int build_dsdt(uint8_t *t, uint32_t room, uint32_t *out_len)
 	aml_name_int(&com1, "_UID", 1);
 	aml_name_buffer(&com1, "_CRS", crs, sizeof(crs));
 	aml_device(&sb, "COM1", &com1);
+
+	/* IO (Decode16, 0x60, 0x60, 1, 1), IO (Decode16, 0x64, 0x64, 1, 1),
+	 * IRQNoFlags () {1}, end tag. Linux takes the data port from the first
+	 * range and the command port from the second, each one byte long. */
+	const uint8_t kbd_crs[] = {0x47, 0x01, PORT_I8042_DATA, 0x00, PORT_I8042_DATA, 0x00, 0x01, 0x01,
+				   0x47, 0x01, PORT_I8042_CMD, 0x00, PORT_I8042_CMD, 0x00, 0x01, 0x01,
+				   0x22, 1 << I8042_IRQ, 0x00, 0x79, 0x00};
+	aml_name_eisaid(&ps2k, "_HID", "PNP0303");
+	aml_name_buffer(&ps2k, "_CRS", kbd_crs, sizeof(kbd_crs));
+	aml_device(&sb, "PS2K", &ps2k);
 	aml_scope(&dsdt, "_SB_", &sb);
 
 	uint32_t len = HDR_LEN + (uint32_t)dsdt.len;
@@ -86,10 +101,10 @@ static uint32_t build_fadt(uint8_t *t, uint64_t dsdt)
 	header(t, "FACP", len, 6);
 	put32(t + 40, (uint32_t)dsdt);
 	put16(t + 46, 9);                   /* SCI_INT (unused when hardware-reduced) */
-	/* IAPC_BOOT_ARCH: no VGA, no CMOS RTC (the guest reads wall time from
-	 * kvmclock). The 8042 flag stays clear: kite's i8042 only resets, and with
-	 * the flag Linux spends seconds probing it, as it would the RTC. */
-	put16(t + 109, (1 << 2) | (1 << 5));
+	/* IAPC_BOOT_ARCH: an 8042 (the keyboard Ctrl+Alt+Del is typed on), no VGA,
+	 * no CMOS RTC (the guest reads wall time from kvmclock; probing the RTC
+	 * costs seconds of boot). */
+	put16(t + 109, (1 << 1) | (1 << 2) | (1 << 5));
 	put32(t + 112, (1u << 20) | (1u << 10)); /* HW_REDUCED_ACPI, RESET_REG_SUP */
 	gas_io8(t + 116, PORT_ACPI_SLEEP + 1);  /* RESET_REG */
 	t[128] = ACPI_RESET_VALUE;
