@@ -264,3 +264,22 @@ def test_signal_stops_a_running_guest(kite, guests, sig, code, name):
         p.kill()
     assert p.returncode == code, err
     assert f"kite: info: stopped by signal {name}" in err.splitlines()
+
+
+# ---- the i8042 keyboard controller ----
+
+def test_i8042_probe_as_linux_does(kite, guests):
+    # Self-test, CTR, interface tests, then the keyboard's answers polled and
+    # through IRQ 1, with and without translation (tests/guests/i8042.c).
+    r = run_guest(kite, guests / "i8042.elf")
+    assert_done(r)
+    assert r.stdout == ""
+
+
+def test_i8042_output_port_reset(kite, guests):
+    # The output port written with bit 0 clear holds the CPU in reset.
+    r = run_guest(kite, guests / "i8042.elf", "--cmdline", "outport-reset")
+    assert r.returncode == 0, r.stderr
+    assert "kite: info: guest reset (i8042)" in r.stderr.splitlines()
+    assert DONE not in r.stderr
+    assert "still running after the output port reset" not in r.stderr
