@@ -147,3 +147,45 @@ def test_tiny_guest_on_svm(lab, guest):
     _, want_rc, want_line = GUESTS[guest]
     assert rc == want_rc, text
     assert want_line in text
+
+
+# ---- the i8042 keyboard controller ----
+# Linux binds its i8042 and atkbd drivers to kite's controller (PNP0303 in the
+# DSDT, the 8042 flag in the FADT) without stalling the boot. Booted without
+# `quiet` so the drivers' lines reach the console.
+SCENARIOS["keyboard"] = ["--cpus", "1", "--mem", "128", "--cmdline", "console=ttyS0 reboot=k panic=1"]
+# The tiny guest's Linux-like probe, on SVM too (added after the parametrized
+# test above took its list, so it has its own test below).
+GUESTS["i8042"] = ([], 0, DONE)
+
+
+def kernel_time(text, pattern):
+    m = re.search(r"^\[ *(\d+\.\d+)\] " + pattern, text, re.M)
+    assert m, f"no kernel log line matching {pattern!r}"
+    return float(m.group(1))
+
+
+def test_linux_binds_the_i8042_keyboard(lab):
+    text, rc = section(lab, "keyboard")
+    text = text.replace("\r", "")
+    assert rc == 0
+    assert "guest reset (i8042)" in text
+    assert "i8042: PNP: PS/2 Controller [PNP0303:PS2K] at 0x60,0x64 irq" in text
+    assert re.search(r"serio: i8042 KBD port at 0x60,0x64 irq \d+", text)
+    assert "input: AT Translated Set 2 keyboard as /devices/platform/i8042/serio0/input/" in text
+    for bad in ("Can't read CTR", "No controller found", "controller selftest timeout",
+                "Failed to enable KBD port", "keyboard reset failed", "Spurious",
+                "Unknown key", "failed to", "timeout"):
+        assert not [line for line in text.splitlines()
+                    if bad in line and ("i8042" in line or "atkbd" in line or "serio" in line)], bad
+    # No multi-second probe: from finding the controller to the keyboard's input
+    # device took about 0.1 s in the lab (nested, verbose console).
+    found = kernel_time(text, r"i8042: PNP: PS/2 Controller")
+    bound = kernel_time(text, r"input: AT Translated Set 2 keyboard")
+    assert 0 <= bound - found < 1.0, f"i8042 probe took {bound - found:.2f} s"
+
+
+def test_i8042_guest_on_svm(lab):
+    text, rc = section(lab, "guest-i8042")
+    assert rc == 0, text
+    assert DONE in text
