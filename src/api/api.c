@@ -716,9 +716,3 @@ fail:
 	return err.code ? err.code : KITE_EXIT_ERROR;
 }
 
-/* TEMPORARY until the i8042 keyboard lands: no keyboard, no keys. */
-__attribute__((weak)) int i8042_send_ctrl_alt_del(struct vm *vm)
-{
-	(void)vm;
-	return -1;
-}
