@@ -166,7 +166,6 @@ int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *e
 	    step(vm, kvm_open(vm, err), "kvm opened") < 0 ||
 	    step(vm, vm_create(vm, cfg, err), "vm created") < 0 ||
 	    step(vm, load_guest(vm, &kernel, &initrd, err), "guest loaded") < 0 ||
-	    step(vm, vm_memory_wait(vm, err), "memory registered") < 0 ||
 	    step(vm, devices_create(vm, err), "devices created") < 0 ||
 	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 || vcpus_start(vm, err) < 0) {
 		if (!err->code)

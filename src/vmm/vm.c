@@ -84,9 +84,8 @@ static int get_supported_cpuid(struct vm *vm, struct kite_err *err)
 	return err_set(err, KITE_EXIT_KVM, "KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
-static void *register_memslots(void *arg)
+static int register_memslots(struct vm *vm, struct kite_err *err)
 {
-	struct vm *vm = arg;
 	for (int i = 0; i < vm->mem.nr_regions; i++) {
 		const struct gmem_region *r = &vm->mem.region[i];
 		struct kvm_userspace_memory_region slot = {
@@ -95,26 +94,10 @@ static void *register_memslots(void *arg)
 			.memory_size = r->size,
 			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
 		};
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
-			vm->memslot_errno = errno;
-			vm->memslot_failed = i;
-			break;
-		}
-	}
-	return NULL;
-}
-
-int vm_memory_wait(struct vm *vm, struct kite_err *err)
-{
-	if (vm->memslot_pending) {
-		pthread_join(vm->memslot_thread, NULL);
-		vm->memslot_pending = false;
-	}
-	if (vm->memslot_errno) {
-		const struct gmem_region *r = &vm->mem.region[vm->memslot_failed];
-		return err_set(err, KITE_EXIT_KVM, "KVM_SET_USER_MEMORY_REGION (%llu MiB at 0x%llx): %s",
-			       (unsigned long long)(r->size >> 20), (unsigned long long)r->gpa,
-			       strerror(vm->memslot_errno));
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+			return err_set(err, KITE_EXIT_KVM, "KVM_SET_USER_MEMORY_REGION (%llu MiB at 0x%llx): %s",
+				       (unsigned long long)(r->size >> 20), (unsigned long long)r->gpa,
+				       strerror(errno));
 	}
 	return 0;
 }
@@ -140,14 +123,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 	if (gmem_init(&vm->mem, bytes, NULL) < 0)
 		return err_set(err, KITE_EXIT_ERROR, "cannot map %llu MiB of guest memory: %s",
 			       (unsigned long long)cfg->mem_mib, strerror(errno));
-	/* Registering RAM with KVM costs milliseconds on some backends; it runs on
-	 * its own thread while the caller loads the kernel (vm_memory_wait). */
-	int e = pthread_create(&vm->memslot_thread, NULL, register_memslots, vm);
-	if (e) {
-		register_memslots(vm);
-		return vm_memory_wait(vm, err);
-	}
-	vm->memslot_pending = true;
+	/* RAM before the irqchip: on some backends the first memslot after
+	 * KVM_CREATE_IRQCHIP waits ~7 ms for an RCU grace period, before it none
+	 * (bench/README.md, vmcost). The wait moves to teardown, after the guest. */
+	if (register_memslots(vm, err) < 0)
+		return -1;
 
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return err_set(err, KITE_EXIT_KVM, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
@@ -159,10 +139,6 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 
 void vm_destroy(struct vm *vm)
 {
-	if (vm->memslot_pending) {
-		pthread_join(vm->memslot_thread, NULL);
-		vm->memslot_pending = false;
-	}
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		if (v->run && v->run != MAP_FAILED)

@@ -66,10 +66,6 @@ struct vm {
 	/* Pause: vCPUs park outside KVM_RUN (under stop.lock) while set. */
 	bool paused;
 	unsigned parked;
-	/* RAM registration with KVM, running in the background during start-up. */
-	pthread_t memslot_thread;
-	bool memslot_pending;
-	int memslot_errno, memslot_failed;
 	/* Boot entry for the BSP, filled by the loader. */
 	int boot_mode;
 	uint64_t boot_entry;
@@ -81,8 +77,6 @@ void vm_init(struct vm *vm);
 int kvm_open(struct vm *vm, struct kite_err *err);
 int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err);
 void vm_destroy(struct vm *vm);
-/* Waits for guest RAM to be registered with KVM; before any vCPU is created. */
-int vm_memory_wait(struct vm *vm, struct kite_err *err);
 
 /* Asks the VM to stop with this exit code; the first call wins. Safe from any thread. */
 void vm_request_stop(struct vm *vm, int exit_code, const char *fmt, ...)
