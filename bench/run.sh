@@ -8,9 +8,11 @@
 #   bench/exitcost.sh   (this host's /dev/kvm) cost of one userspace exit: bare KVM vs kite
 #   build/bench/vmcost  (this host's /dev/kvm) what KVM's interrupt-controller choices
 #                       cost in VM set-up and teardown (explains kite's fixed cost here)
+#   bench/api.sh        (this host, no guest) control socket: exec -> accepting and
+#                       request latency, kite's HTTP API vs QEMU's QMP
 #   bench/lab-boot.sh   (nested-SVM lab) Debian kernel boot to init and to exit:
 #                       kite vs QEMU microvm
-#   --quick    fewer runs (startup -n 5, exitcost -n 50000 -r 3, lab -n 1)
+#   --quick    fewer runs (startup -n 5, exitcost -n 50000 -r 3, api -n 5 -N 500 -r 1, lab -n 1)
 #   --no-lab   skip the lab benchmark
 # A benchmark that cannot run (missing tool, failed build) is reported and the
 # others still run; the exit status is then 1.
@@ -60,16 +62,18 @@ if [ "$quick" = 1 ]; then
 	bench startup "$BENCH_DIR/startup.sh" -n 5 --strace-runs 2 --mem-runs 1
 	bench exitcost "$BENCH_DIR/exitcost.sh" -n 50000 -r 3
 	bench vmcost vmcost_table -r 3
+	bench api "$BENCH_DIR/api.sh" -n 5 -N 500 -r 1
 	[ "$lab" = 0 ] || bench lab-boot "$BENCH_DIR/lab-boot.sh" -n 1
 else
 	bench startup "$BENCH_DIR/startup.sh"
 	bench exitcost "$BENCH_DIR/exitcost.sh"
 	bench vmcost vmcost_table
+	bench api "$BENCH_DIR/api.sh"
 	[ "$lab" = 0 ] || bench lab-boot "$BENCH_DIR/lab-boot.sh"
 fi
 
 echo "kite: $KITE ($("$KITE" --version 2>/dev/null || echo '?'), tree $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"
-for f in startup exitcost vmcost lab-boot; do
+for f in startup exitcost vmcost api lab-boot; do
 	[ -f "$tmp/$f.out" ] && cat "$tmp/$f.out"
 done
 if [ ${#failed[@]} -gt 0 ]; then
