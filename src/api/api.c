@@ -41,6 +41,7 @@ static struct controller {
 	struct vm_config cfg;
 	/* The configuration as sent, keyed like FullVmConfiguration. */
 	json_t *config;
+	int start_code; /* exit code class of the last failed InstanceStart */
 } ctl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 struct reply {
@@ -233,8 +234,10 @@ static int instance_start(struct reply *r)
 		return -1;
 	struct kite_err err = {0};
 	vm_init(&ctl.vm);
-	if (machine_start(&ctl.vm, &ctl.cfg, &err) < 0)
+	if (machine_start(&ctl.vm, &ctl.cfg, &err) < 0) {
+		ctl.start_code = err.code;
 		return fault(r, "Failed to start the microVM: %s", err.msg);
+	}
 	ctl.state = RUNNING;
 	ctl.started = true;
 	metrics_set_vm(&ctl.vm);
@@ -427,11 +430,13 @@ static int h_patch_balloon_stats(const json_t *b, const char *id, struct reply *
 static int h_put_logger(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
+	if (pre_boot(r, "logger configuration") < 0)
+		return -1;
 	const char *level = json_string_value(json_object_get(b, "level"));
 	if (level) {
 		enum log_level l;
 		if (strcasecmp(level, "Off") == 0)
-			l = LOG_ERROR;
+			l = LOG_OFF;
 		else if (strcasecmp(level, "Trace") == 0)
 			l = LOG_DEBUG;
 		else if (log_parse_level(level, &l) < 0)
@@ -448,6 +453,8 @@ static int h_put_logger(const json_t *b, const char *id, struct reply *r)
 static int h_put_metrics(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
+	if (pre_boot(r, "metrics configuration") < 0)
+		return -1;
 	const char *path = json_string_value(json_object_get(b, "metrics_path"));
 	if (metrics_open(path) < 0)
 		return fault(r, "Cannot open the metrics file '%s': %s.", path, strerror(errno));
@@ -520,6 +527,30 @@ static const struct route *route_find(const char *method, const char *path, cons
 	return NULL;
 }
 
+/* Firecracker reads a member set to null as absent (and writes absent ones as
+ * null itself): drop them, at every depth, before validating. */
+static void strip_nulls(json_t *v, int depth)
+{
+	if (depth > 16)
+		return;
+	if (json_is_object(v)) {
+		const char *key;
+		json_t *m;
+		void *tmp;
+		json_object_foreach_safe(v, tmp, key, m) {
+			if (json_is_null(m))
+				json_object_del(v, key);
+			else
+				strip_nulls(m, depth + 1);
+		}
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *m;
+		json_array_foreach(v, i, m)
+			strip_nulls(m, depth + 1);
+	}
+}
+
 static int dispatch(const char *method, const char *path, const char *body, size_t body_len,
 		    struct reply *r)
 {
@@ -536,6 +567,7 @@ static int dispatch(const char *method, const char *path, const char *body, size
 		json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &je);
 		if (!json)
 			return fault(r, "Invalid JSON at line %d, column %d: %s.", je.line, je.column, je.text);
+		strip_nulls(json, 0);
 		char msg[300];
 		if (schema_validate(schema_find(rt->schema), json, msg, sizeof(msg)) < 0) {
 			json_decref(json);
@@ -582,14 +614,28 @@ static int apply_config_file(const char *path, struct kite_err *err)
 	struct reply r = {0};
 	int ret = -1;
 	/* Firecracker writes absent sections as null: drop them before validating. */
-	const char *key;
-	json_t *v;
-	void *tmp;
-	json_object_foreach_safe(root, tmp, key, v) {
-		if (json_is_null(v))
-			json_object_del(root, key);
+	strip_nulls(root, 0);
+	/* "serial" is kite's, beyond FullVmConfiguration: GET /vm/config shows what
+	 * PUT /serial set, so a config file must take it back. */
+	json_t *serial = json_incref(json_object_get(root, "serial"));
+	json_object_del(root, "serial");
+	if (serial)
+		json_object_set_new(root, "kite-serial", serial);
+	json_t *sections = json_deep_copy(root);
+	json_object_del(sections, "kite-serial");
+	int bad = schema_validate(schema_find("FullVmConfiguration"), sections, msg, sizeof(msg));
+	json_decref(sections);
+	/* Sections the contract has and kite cannot do yet are refused, never ignored. */
+	static const char *const unsupported[] = {"pmem", "mmds-config", "memory-hotplug"};
+	for (size_t i = 0; !bad && i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
+		json_t *sec = json_object_get(root, unsupported[i]);
+		if (sec && !(json_is_array(sec) && json_array_size(sec) == 0)) {
+			err_set(err, KITE_EXIT_USAGE, "--config-file '%s': %s is not supported by kite yet", path,
+				unsupported[i]);
+			goto out;
+		}
 	}
-	if (schema_validate(schema_find("FullVmConfiguration"), root, msg, sizeof(msg)) < 0) {
+	if (bad) {
 		err_set(err, KITE_EXIT_USAGE, "--config-file '%s': %s", path, msg);
 		goto out;
 	}
@@ -600,7 +646,7 @@ static int apply_config_file(const char *path, struct kite_err *err)
 		{"machine-config", "PUT", "/machine-config"}, {"cpu-config", "PUT", "/cpu-config"},
 		{"boot-source", "PUT", "/boot-source"}, {"vsock", "PUT", "/vsock"},
 		{"entropy", "PUT", "/entropy"}, {"balloon", "PUT", "/balloon"},
-		{"serial", "PUT", "/serial"},
+		{"kite-serial", "PUT", "/serial"},
 	};
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 		json_t *sec = json_object_get(root, order[i].key);
@@ -632,7 +678,9 @@ static int apply_config_file(const char *path, struct kite_err *err)
 		}
 	}
 	if (instance_start(&r) < 0) {
-		err_set(err, KITE_EXIT_ERROR, "--config-file '%s': %s", path, r.fault);
+		/* A missing kernel exits 4 here as with `kite run`. */
+		err_set(err, ctl.start_code ? ctl.start_code : KITE_EXIT_USAGE, "--config-file '%s': %s", path,
+			r.fault);
 		goto out;
 	}
 	ret = 0;

@@ -27,6 +27,9 @@ struct client {
 	char *out;  /* pending response bytes */
 	size_t out_len, out_off;
 	bool fault;  /* a request was refused as malformed: close after replying */
+	bool close_after; /* Connection: close, or HTTP/1.0 without keep-alive */
+	bool eof;    /* the client half-closed: reply to what it sent, then close */
+	bool waiting_out; /* EPOLLOUT armed: the socket was full */
 	struct http_server *srv;
 };
 
@@ -175,6 +178,8 @@ static int on_message_complete(http_parser *p)
 	c->srv->handler(c->srv->ctx, &req, &resp);
 	queue_response(c, &resp);
 	free(resp.body);
+	if (!http_should_keep_alive(p))
+		c->close_after = true;
 	return 0;
 }
 
@@ -236,9 +241,12 @@ static int client_flush(struct http_server *s, int slot)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP,
-						 .data.u32 = (uint32_t)slot};
-			epoll_ctl(s->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+			if (!c->waiting_out) {
+				struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP,
+							 .data.u32 = (uint32_t)slot};
+				epoll_ctl(s->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+				c->waiting_out = true;
+			}
 			return 0;
 		}
 		if (n <= 0)
@@ -246,9 +254,39 @@ static int client_flush(struct http_server *s, int slot)
 		c->out_off += (size_t)n;
 	}
 	c->out_off = c->out_len = 0;
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)slot};
-	epoll_ctl(s->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
-	return c->fault ? -1 : 0;
+	if (c->waiting_out) {
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)slot};
+		epoll_ctl(s->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+		c->waiting_out = false;
+	}
+	return (c->fault || c->close_after || c->eof) ? -1 : 0;
+}
+
+/* Parses one read's worth; -1 once the connection is refused as malformed. */
+static int feed(struct http_server *s, struct client *c, const char *buf, size_t n)
+{
+	while (n > 0) {
+		size_t done = http_parser_execute(&c->parser, &s->settings, buf, n);
+		if (c->parser.http_errno != HPE_OK) {
+			if (!c->fault)
+				reply_fault(c, "Malformed HTTP request: %s",
+					    http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
+			return -1;
+		}
+		if (c->parser.upgrade && done > 0) {
+			/* kite speaks only HTTP/1.1: an Upgrade request was answered like
+			 * any other, and what follows is the next request. */
+			http_parser_init(&c->parser, HTTP_REQUEST);
+			c->parser.data = c;
+		} else if (done != n) {
+			if (!c->fault)
+				reply_fault(c, "%s", "Malformed HTTP request.");
+			return -1;
+		}
+		buf += done;
+		n -= done;
+	}
+	return 0;
 }
 
 static void client_input(struct http_server *s, int slot)
@@ -262,16 +300,12 @@ static void client_input(struct http_server *s, int slot)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		if (n <= 0) {
-			client_close(s, slot);
-			return;
-		}
-		size_t done = http_parser_execute(&c->parser, &s->settings, buf, (size_t)n);
-		if (c->parser.http_errno != HPE_OK || done != (size_t)n) {
-			if (!c->fault)
-				reply_fault(c, "Malformed HTTP request: %s",
-					    http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
+			/* End of input (or an error): answer what already arrived, then close. */
+			c->eof = true;
 			break;
 		}
+		if (feed(s, c, buf, (size_t)n) < 0)
+			break;
 	}
 	if (client_flush(s, slot) < 0)
 		client_close(s, slot);

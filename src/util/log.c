@@ -40,6 +40,15 @@ int log_parse_level(const char *s, enum log_level *out)
 	return -1;
 }
 
+/* Messages quote what users and guests sent: a control byte in it must not end
+ * the line (and forge the next one) or drive the terminal. */
+static void sanitize(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
 void log_msg(enum log_level l, const char *fmt, ...)
 {
 	static const char *const tag[] = {"error", "warning", "info", "debug"};
@@ -50,6 +59,7 @@ void log_msg(enum log_level l, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	sanitize(buf);
 	/* One write per line so lines from vCPU threads do not interleave. */
 	fprintf(g_out ? g_out : stderr, "kite: %s: %s\n", tag[l], buf);
 }
@@ -63,5 +73,6 @@ int err_set(struct kite_err *e, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
+	sanitize(e->msg);
 	return -1;
 }

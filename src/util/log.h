@@ -14,7 +14,7 @@ enum kite_exit {
 	KITE_EXIT_GUEST_TEST = 6, /* a test guest reported a failed assertion */
 };
 
-enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+enum log_level { LOG_OFF = -1, LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level l);
 /* Sends log lines to a file or FIFO (appending) instead of stderr. */

@@ -333,8 +333,6 @@ def test_many_pipelined_requests(spawn):
     assert len(resps) == n and all(r.status == 200 for r in resps) and rest == b""
 
 
-@pytest.mark.xfail(strict=True, reason="kite bug: http.c client_input closes on recv()==0 before "
-                   "flushing the replies it queued, so a client that half-closes loses them")
 def test_half_closed_client_gets_its_replies(spawn):
     k = spawn()
     n = 50
@@ -366,9 +364,6 @@ def _proc_state(pid):
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
-@pytest.mark.xfail(strict=True, reason="kite bug: after a request with an Upgrade header (curl "
-                   "--http2 sends one) http_parser stops and the next request on the connection gets "
-                   "400 'Malformed HTTP request: success'")
 def test_upgrade_header_is_ignored(spawn):
     k = spawn()
     data = (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
@@ -379,9 +374,6 @@ def test_upgrade_header_is_ignored(spawn):
 
 @pytest.mark.parametrize("request_head", [b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
                                           b"GET / HTTP/1.0\r\n"], ids=["connection-close", "http-1.0"])
-@pytest.mark.xfail(strict=True, reason="kite bug: http.c keeps the connection open after a request "
-                   "with 'Connection: close' (or HTTP/1.0 without keep-alive); RFC 9112 9.6 says the "
-                   "server MUST close after its reply")
 def test_connection_close_is_honoured(spawn, request_head):
     k = spawn()
     resps, rest, closed = raw_exchange(k.sock, request_head + b"\r\n", want=2, timeout=2)
