@@ -47,6 +47,18 @@ static int usage_error(const char *fmt, const char *arg)
 	return KITE_EXIT_USAGE;
 }
 
+/* --level, shared by both command lines. */
+static int set_level(const char *arg)
+{
+	enum log_level l;
+	if (log_parse_level(arg, &l) < 0) {
+		usage_error("--level '%s': expected error, warning, info or debug", arg);
+		return -1;
+	}
+	log_set_level(l);
+	return 0;
+}
+
 /* Strict decimal: digits only, no sign, no overflow. */
 static int parse_u64(const char *s, uint64_t *out)
 {
@@ -124,13 +136,10 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		case OPT_TEST_DEVICE:
 			cfg->test_device = true;
 			break;
-		case OPT_LEVEL: {
-			enum log_level l;
-			if (log_parse_level(optarg, &l) < 0)
-				return usage_error("--level '%s': expected error, warning, info or debug", optarg);
-			log_set_level(l);
+		case OPT_LEVEL:
+			if (set_level(optarg) < 0)
+				return KITE_EXIT_USAGE;
 			break;
-		}
 		case OPT_HELP:
 			usage(stdout);
 			exit(0);
@@ -197,13 +206,10 @@ static int cmd_firecracker(int argc, char **argv, struct timespec exec_time)
 		case OPT_BOOT_TIMER:
 			o.boot_timer = true;
 			break;
-		case OPT_LEVEL: {
-			enum log_level l;
-			if (log_parse_level(optarg, &l) < 0)
-				return usage_error("--level '%s': expected error, warning, info or debug", optarg);
-			log_set_level(l);
+		case OPT_LEVEL:
+			if (set_level(optarg) < 0)
+				return KITE_EXIT_USAGE;
 			break;
-		}
 		case OPT_LOG_PATH:
 			if (log_open(optarg) < 0) {
 				fprintf(stderr, "kite: error: --log-path '%s': %s\n", optarg, strerror(errno));

@@ -115,8 +115,6 @@ static int check_machine_config(const json_t *mc, struct reply *r)
 
 static int put_machine_config(const json_t *body, struct reply *r)
 {
-	if (pre_boot(r, "machine configuration") < 0)
-		return -1;
 	json_t *mc = json_pack("{s:b, s:b, s:s}", "smt", 0, "track_dirty_pages", 0, "huge_pages", "None");
 	json_object_update(mc, (json_t *)body);
 	if (check_machine_config(mc, r) < 0) {
@@ -129,8 +127,6 @@ static int put_machine_config(const json_t *body, struct reply *r)
 
 static int patch_machine_config(const json_t *body, struct reply *r)
 {
-	if (pre_boot(r, "machine configuration") < 0)
-		return -1;
 	json_t *mc = json_deep_copy(machine_config());
 	json_object_update(mc, (json_t *)body);
 	if (check_machine_config(mc, r) < 0) {
@@ -263,11 +259,9 @@ static int put_actions(const json_t *body, struct reply *r)
 	return 0;
 }
 
-static int patch_vm(const json_t *body, struct reply *r)
+static int patch_vm(const json_t *body)
 {
 	const char *s = json_string_value(json_object_get(body, "state"));
-	if (post_boot(r, "pause or resume") < 0)
-		return -1;
 	if (strcmp(s, "Paused") == 0) {
 		if (ctl.state == RUNNING)
 			vcpus_pause(&ctl.vm);
@@ -282,12 +276,15 @@ static int patch_vm(const json_t *body, struct reply *r)
 
 /* ---- the route table ---- */
 
+enum when { ANY, PRE_BOOT, POST_BOOT };
+
 struct route {
 	const char *method;
 	const char *path;      /* exact, or a prefix ending in '/' with an id after it */
 	const char *schema;    /* body definition, NULL for no body */
 	int (*handler)(const json_t *body, const char *id, struct reply *r);
 	unsigned metric;       /* index into the request counters */
+	enum when when;        /* which VM states allow it, checked before the handler */
 };
 
 static int h_get_root(const json_t *b, const char *id, struct reply *r)
@@ -313,8 +310,7 @@ static int h_put_actions(const json_t *b, const char *id, struct reply *r) { (vo
 static int h_put_boot_source(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
-	if (pre_boot(r, "boot source") < 0)
-		return -1;
+	(void)r;
 	json_object_set(ctl.config, "boot-source", (json_t *)b);
 	return 0;
 }
@@ -333,8 +329,6 @@ static int h_patch_machine_config(const json_t *b, const char *id, struct reply 
 static int h_put_cpu_config(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
-	if (pre_boot(r, "CPU configuration") < 0)
-		return -1;
 	static const char *const mods[] = {"cpuid_modifiers", "msr_modifiers", "kvm_capabilities",
 					   "reg_modifiers", "vcpu_features"};
 	for (unsigned i = 0; i < sizeof(mods) / sizeof(mods[0]); i++)
@@ -346,37 +340,28 @@ static int h_put_cpu_config(const json_t *b, const char *id, struct reply *r)
 
 static int h_put_drive(const json_t *b, const char *id, struct reply *r)
 {
-	if (pre_boot(r, "drive configuration") < 0)
-		return -1;
 	return put_keyed("drives", "drive_id", id, b, r);
 }
 
 static int h_patch_drive(const json_t *b, const char *id, struct reply *r)
 {
-	if (post_boot(r, "drive update") < 0)
-		return -1;
 	return patch_keyed("drives", "drive_id", id, b, r);
 }
 
 static int h_put_net(const json_t *b, const char *id, struct reply *r)
 {
-	if (pre_boot(r, "network interface configuration") < 0)
-		return -1;
 	return put_keyed("network-interfaces", "iface_id", id, b, r);
 }
 
 static int h_patch_net(const json_t *b, const char *id, struct reply *r)
 {
-	if (post_boot(r, "network interface update") < 0)
-		return -1;
 	return patch_keyed("network-interfaces", "iface_id", id, b, r);
 }
 
-/* PUT of a single pre-boot object stored under its FullVmConfiguration key. */
+/* PUT of a single object stored under its FullVmConfiguration key. */
 static int put_object(const char *key, const json_t *b, struct reply *r)
 {
-	if (pre_boot(r, key) < 0)
-		return -1;
+	(void)r;
 	json_object_set(ctl.config, key, (json_t *)b);
 	return 0;
 }
@@ -386,13 +371,22 @@ static int h_put_entropy(const json_t *b, const char *id, struct reply *r) { (vo
 static int h_put_serial(const json_t *b, const char *id, struct reply *r) { (void)id; return put_object("serial", b, r); }
 static int h_put_balloon(const json_t *b, const char *id, struct reply *r) { (void)id; return put_object("balloon", b, r); }
 
+/* The balloon routes (other than PUT) take its configuration or fail. */
+static json_t *balloon(struct reply *r)
+{
+	json_t *bal = json_object_get(ctl.config, "balloon");
+	if (!bal)
+		fault(r, "Balloon device not configured.");
+	return bal;
+}
+
 static int h_get_balloon(const json_t *b, const char *id, struct reply *r)
 {
 	(void)b;
 	(void)id;
-	json_t *bal = json_object_get(ctl.config, "balloon");
+	json_t *bal = balloon(r);
 	if (!bal)
-		return fault(r, "Balloon device not configured.");
+		return -1;
 	r->body = json_deep_copy(bal);
 	return 0;
 }
@@ -400,9 +394,9 @@ static int h_get_balloon(const json_t *b, const char *id, struct reply *r)
 static int h_patch_balloon(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
-	json_t *bal = json_object_get(ctl.config, "balloon");
+	json_t *bal = balloon(r);
 	if (!bal)
-		return fault(r, "Balloon device not configured.");
+		return -1;
 	json_object_update(bal, (json_t *)b);
 	return 0;
 }
@@ -411,18 +405,17 @@ static int h_get_balloon_stats(const json_t *b, const char *id, struct reply *r)
 {
 	(void)b;
 	(void)id;
-	json_t *bal = json_object_get(ctl.config, "balloon");
-	if (!bal)
-		return fault(r, "Balloon device not configured.");
+	if (!balloon(r))
+		return -1;
 	return fault(r, "Balloon statistics are not enabled.");
 }
 
 static int h_patch_balloon_stats(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
-	json_t *bal = json_object_get(ctl.config, "balloon");
+	json_t *bal = balloon(r);
 	if (!bal)
-		return fault(r, "Balloon device not configured.");
+		return -1;
 	json_object_set(bal, "stats_polling_interval_s", json_object_get(b, "stats_polling_interval_s"));
 	return 0;
 }
@@ -430,8 +423,6 @@ static int h_patch_balloon_stats(const json_t *b, const char *id, struct reply *
 static int h_put_logger(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
-	if (pre_boot(r, "logger configuration") < 0)
-		return -1;
 	const char *level = json_string_value(json_object_get(b, "level"));
 	if (level) {
 		enum log_level l;
@@ -453,8 +444,6 @@ static int h_put_logger(const json_t *b, const char *id, struct reply *r)
 static int h_put_metrics(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
-	if (pre_boot(r, "metrics configuration") < 0)
-		return -1;
 	const char *path = json_string_value(json_object_get(b, "metrics_path"));
 	if (metrics_open(path) < 0)
 		return fault(r, "Cannot open the metrics file '%s': %s.", path, strerror(errno));
@@ -462,7 +451,7 @@ static int h_put_metrics(const json_t *b, const char *id, struct reply *r)
 	return 0;
 }
 
-static int h_patch_vm(const json_t *b, const char *id, struct reply *r) { (void)id; return patch_vm(b, r); }
+static int h_patch_vm(const json_t *b, const char *id, struct reply *r) { (void)id; (void)r; return patch_vm(b); }
 
 static int h_get_vm_config(const json_t *b, const char *id, struct reply *r)
 {
@@ -480,30 +469,30 @@ static int h_get_vm_config(const json_t *b, const char *id, struct reply *r)
 }
 
 static const struct route routes[] = {
-	{"GET", "/", NULL, h_get_root, M_GET_INSTANCE},
-	{"GET", "/version", NULL, h_get_version, M_GET_VERSION},
-	{"PUT", "/actions", "InstanceActionInfo", h_put_actions, M_PUT_ACTIONS},
-	{"PUT", "/boot-source", "BootSource", h_put_boot_source, M_PUT_BOOT_SOURCE},
-	{"GET", "/machine-config", NULL, h_get_machine_config, M_GET_MACHINE_CONFIG},
-	{"PUT", "/machine-config", "MachineConfiguration", h_put_machine_config, M_PUT_MACHINE_CONFIG},
-	{"PATCH", "/machine-config", "MachineConfiguration", h_patch_machine_config, M_PATCH_MACHINE_CONFIG},
-	{"PUT", "/cpu-config", "CpuConfig", h_put_cpu_config, M_PUT_CPU_CONFIG},
-	{"PUT", "/drives/", "Drive", h_put_drive, M_PUT_DRIVE},
-	{"PATCH", "/drives/", "PartialDrive", h_patch_drive, M_PATCH_DRIVE},
-	{"PUT", "/network-interfaces/", "NetworkInterface", h_put_net, M_PUT_NET},
-	{"PATCH", "/network-interfaces/", "PartialNetworkInterface", h_patch_net, M_PATCH_NET},
-	{"PUT", "/vsock", "Vsock", h_put_vsock, M_PUT_VSOCK},
-	{"PUT", "/entropy", "EntropyDevice", h_put_entropy, M_PUT_ENTROPY},
-	{"GET", "/balloon", NULL, h_get_balloon, M_GET_BALLOON},
-	{"PUT", "/balloon", "Balloon", h_put_balloon, M_PUT_BALLOON},
-	{"PATCH", "/balloon", "BalloonUpdate", h_patch_balloon, M_PATCH_BALLOON},
-	{"GET", "/balloon/statistics", NULL, h_get_balloon_stats, M_GET_BALLOON},
-	{"PATCH", "/balloon/statistics", "BalloonStatsUpdate", h_patch_balloon_stats, M_PATCH_BALLOON},
-	{"PUT", "/logger", "Logger", h_put_logger, M_PUT_LOGGER},
-	{"PUT", "/metrics", "Metrics", h_put_metrics, M_PUT_METRICS},
-	{"PATCH", "/vm", "Vm", h_patch_vm, M_PATCH_VM},
-	{"GET", "/vm/config", NULL, h_get_vm_config, M_GET_VM_CONFIG},
-	{"PUT", "/serial", "SerialDevice", h_put_serial, M_PUT_SERIAL},
+	{"GET", "/", NULL, h_get_root, M_GET_INSTANCE, ANY},
+	{"GET", "/version", NULL, h_get_version, M_GET_VERSION, ANY},
+	{"PUT", "/actions", "InstanceActionInfo", h_put_actions, M_PUT_ACTIONS, ANY},
+	{"PUT", "/boot-source", "BootSource", h_put_boot_source, M_PUT_BOOT_SOURCE, PRE_BOOT},
+	{"GET", "/machine-config", NULL, h_get_machine_config, M_GET_MACHINE_CONFIG, ANY},
+	{"PUT", "/machine-config", "MachineConfiguration", h_put_machine_config, M_PUT_MACHINE_CONFIG, PRE_BOOT},
+	{"PATCH", "/machine-config", "MachineConfiguration", h_patch_machine_config, M_PATCH_MACHINE_CONFIG, PRE_BOOT},
+	{"PUT", "/cpu-config", "CpuConfig", h_put_cpu_config, M_PUT_CPU_CONFIG, PRE_BOOT},
+	{"PUT", "/drives/", "Drive", h_put_drive, M_PUT_DRIVE, PRE_BOOT},
+	{"PATCH", "/drives/", "PartialDrive", h_patch_drive, M_PATCH_DRIVE, POST_BOOT},
+	{"PUT", "/network-interfaces/", "NetworkInterface", h_put_net, M_PUT_NET, PRE_BOOT},
+	{"PATCH", "/network-interfaces/", "PartialNetworkInterface", h_patch_net, M_PATCH_NET, POST_BOOT},
+	{"PUT", "/vsock", "Vsock", h_put_vsock, M_PUT_VSOCK, PRE_BOOT},
+	{"PUT", "/entropy", "EntropyDevice", h_put_entropy, M_PUT_ENTROPY, PRE_BOOT},
+	{"GET", "/balloon", NULL, h_get_balloon, M_GET_BALLOON, ANY},
+	{"PUT", "/balloon", "Balloon", h_put_balloon, M_PUT_BALLOON, PRE_BOOT},
+	{"PATCH", "/balloon", "BalloonUpdate", h_patch_balloon, M_PATCH_BALLOON, ANY},
+	{"GET", "/balloon/statistics", NULL, h_get_balloon_stats, M_GET_BALLOON, ANY},
+	{"PATCH", "/balloon/statistics", "BalloonStatsUpdate", h_patch_balloon_stats, M_PATCH_BALLOON, ANY},
+	{"PUT", "/logger", "Logger", h_put_logger, M_PUT_LOGGER, PRE_BOOT},
+	{"PUT", "/metrics", "Metrics", h_put_metrics, M_PUT_METRICS, PRE_BOOT},
+	{"PATCH", "/vm", "Vm", h_patch_vm, M_PATCH_VM, POST_BOOT},
+	{"GET", "/vm/config", NULL, h_get_vm_config, M_GET_VM_CONFIG, ANY},
+	{"PUT", "/serial", "SerialDevice", h_put_serial, M_PUT_SERIAL, PRE_BOOT},
 };
 
 /* The route for method+path, with the {id} of prefix routes. */
@@ -574,8 +563,15 @@ static int dispatch(const char *method, const char *path, const char *body, size
 			return fault(r, "%s %s: %s.", method, path, msg);
 		}
 	}
+	char what[HTTP_MAX_URL + 16];
+	snprintf(what, sizeof(what), "%s %s", method, path);
+	int ret = -1;
+	if ((rt->when == PRE_BOOT && pre_boot(r, what) < 0) ||
+	    (rt->when == POST_BOOT && post_boot(r, what) < 0))
+		goto out;
 	r->status = 204;
-	int ret = rt->handler(json, id, r);
+	ret = rt->handler(json, id, r);
+out:
 	json_decref(json);
 	if (ret == 0 && r->body)
 		r->status = 200;
