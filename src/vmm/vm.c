@@ -187,12 +187,6 @@ void vm_irq_set(struct vm *vm, unsigned gsi, int level)
 		log_debug("KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
 }
 
-void vm_irq_pulse(struct vm *vm, unsigned gsi)
-{
-	vm_irq_set(vm, gsi, 1);
-	vm_irq_set(vm, gsi, 0);
-}
-
 uint64_t vm_uptime_us(const struct vm *vm)
 {
 	struct timespec now;

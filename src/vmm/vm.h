@@ -83,8 +83,7 @@ void vm_request_stop(struct vm *vm, int exit_code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 bool vm_stopping(struct vm *vm);
 
-/* Raises an edge on a GSI of the in-kernel IOAPIC/PIC. */
-void vm_irq_pulse(struct vm *vm, unsigned gsi);
+/* Drives a GSI line of the in-kernel IOAPIC/PIC. */
 void vm_irq_set(struct vm *vm, unsigned gsi, int level);
 
 int vcpus_create(struct vm *vm, struct kite_err *err);
