@@ -283,3 +283,25 @@ def test_i8042_output_port_reset(kite, guests):
     assert "kite: info: guest reset (i8042)" in r.stderr.splitlines()
     assert DONE not in r.stderr
     assert "still running after the output port reset" not in r.stderr
+
+
+def test_console_input_from_a_pipe(kite, guests):
+    # stdin is a pipe: kite forwards it to COM1's receive buffer.
+    r = run_guest(kite, guests / "serial_input.elf", input="hello kite\n", stdin=None)
+    assert_done(r)
+    assert r.stdout == "ready\ngot: hello kite\n"
+
+
+def test_console_input_ignored_from_dev_null(kite, guests):
+    # stdin is /dev/null: no input thread, the guest waits; SIGTERM ends it.
+    p = subprocess.Popen([kite, "run", "--kernel", guests / "serial_input.elf", "--test-device"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        p.terminate()
+        out, _ = p.communicate(timeout=20)
+    finally:
+        p.kill()
+    assert p.returncode == 143
+    assert "got:" not in out
