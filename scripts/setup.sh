@@ -10,6 +10,7 @@ PKGS=(
 	libhttp-parser-dev    # HTTP/1.1 parsing for the API socket
 	curl                  # a real HTTP client in the API tests
 	python3-yaml          # the API conformance test reads the contract
+	clang libclang-rt-14-dev  # libFuzzer for the bounded fuzz run (make fuzz)
 	python3-pytest        # integration and lab tests (/usr/bin/python3)
 	qemu-system-x86       # the nested-SVM lab and the benchmark peer
 	busybox-static        # guest initramfs
