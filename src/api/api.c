@@ -139,25 +139,37 @@ static int patch_machine_config(const json_t *body, struct reply *r)
 
 /* ---- devices kept as configuration until their issue lands ---- */
 
+/* Checks the body's id against the path's and finds the entry with that id in
+ * the list: returns its index, -1 when absent, -2 (with a fault) on a mismatch. */
+static long find_keyed(const char *list, const char *key, const char *id, const json_t *body,
+		       struct reply *r)
+{
+	const char *body_id = json_string_value(json_object_get(body, key));
+	if (!body_id || strcmp(body_id, id) != 0) {
+		fault(r, "The id from the path does not match the id from the body.");
+		return -2;
+	}
+	size_t i;
+	json_t *it;
+	json_array_foreach(json_object_get(ctl.config, list), i, it)
+		if (strcmp(json_string_value(json_object_get(it, key)), id) == 0)
+			return (long)i;
+	return -1;
+}
+
 static int put_keyed(const char *list, const char *key, const char *id, const json_t *body,
 		     struct reply *r)
 {
-	const char *body_id = json_string_value(json_object_get(body, key));
-	if (!body_id || strcmp(body_id, id) != 0)
-		return fault(r, "The id from the path does not match the id from the body.");
+	long i = find_keyed(list, key, id, body, r);
+	if (i == -2)
+		return -1;
 	json_t *arr = json_object_get(ctl.config, list);
 	if (!arr) {
 		arr = json_array();
 		json_object_set_new(ctl.config, list, arr);
 	}
-	size_t i;
-	json_t *it;
-	json_array_foreach(arr, i, it) {
-		if (strcmp(json_string_value(json_object_get(it, key)), id) == 0) {
-			json_array_set(arr, i, (json_t *)body);
-			return 0;
-		}
-	}
+	if (i >= 0)
+		return json_array_set(arr, (size_t)i, (json_t *)body) == 0 ? 0 : fault(r, "Out of memory.");
 	if (json_array_size(arr) >= MAX_DEVICES)
 		return fault(r, "Too many devices of this kind: at most %d.", MAX_DEVICES);
 	json_array_append(arr, (json_t *)body);
@@ -167,19 +179,13 @@ static int put_keyed(const char *list, const char *key, const char *id, const js
 static int patch_keyed(const char *list, const char *key, const char *id, const json_t *body,
 		       struct reply *r)
 {
-	const char *body_id = json_string_value(json_object_get(body, key));
-	if (!body_id || strcmp(body_id, id) != 0)
-		return fault(r, "The id from the path does not match the id from the body.");
-	json_t *arr = json_object_get(ctl.config, list);
-	size_t i;
-	json_t *it;
-	json_array_foreach(arr, i, it) {
-		if (strcmp(json_string_value(json_object_get(it, key)), id) == 0) {
-			json_object_update(it, (json_t *)body);
-			return 0;
-		}
-	}
-	return fault(r, "No device with id '%s' was configured.", id);
+	long i = find_keyed(list, key, id, body, r);
+	if (i == -2)
+		return -1;
+	if (i < 0)
+		return fault(r, "No device with id '%s' was configured.", id);
+	json_object_update(json_array_get(json_object_get(ctl.config, list), (size_t)i), (json_t *)body);
+	return 0;
 }
 
 /* ---- actions ---- */
