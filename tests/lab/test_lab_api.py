@@ -70,6 +70,7 @@ sed 's/kite.action=ticker/kite.action=reboot/' /tmp/vm.json >/tmp/vm2.json
 kite --config-file /tmp/vm2.json --no-api --level info >/tmp/console 2>/tmp/kite.err
 echo "kite-rc $?"
 grep -E 'KITE-GUEST: (init-reached|action)' /tmp/console
+grep -q 'KITE-GUEST: init-reached' /tmp/console || { echo "console:"; tail -40 /tmp/console; }
 cat /tmp/kite.err
 echo "=== END noapi"
 '''
@@ -122,6 +123,6 @@ def test_config_file_keeps_the_api(lab_api):
 
 def test_config_file_without_api(lab_api):
     t = lab_api["noapi"]
-    assert "KITE-GUEST: init-reached" in t
+    assert "KITE-GUEST: init-reached" in t, t
     assert value(t, "kite-rc") == "0"
     assert "guest reset (i8042)" in t
