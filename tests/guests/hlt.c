@@ -31,11 +31,6 @@ __attribute__((interrupt)) static void spurious_isr(struct interrupt_frame *f)
 	spurious_hits++;
 }
 
-static int irr_has(unsigned vec)
-{
-	return (lapic_read(LAPIC_IRR + (vec / 32) * 0x10) >> (vec % 32)) & 1;
-}
-
 int main(void)
 {
 	idt_set_gate(VEC_IPI, ipi_isr);
@@ -46,11 +41,11 @@ int main(void)
 
 	/* A fixed self-IPI stays pending in IRR while interrupts are off. */
 	lapic_write(LAPIC_ICR_LO, (1u << 18) | VEC_IPI);
-	GUEST_ASSERT(irr_has(VEC_IPI));
+	GUEST_ASSERT(lapic_irr_has(VEC_IPI));
 	GUEST_ASSERT_EQ(ipi_hits, 0);
 	irq_enable_and_halt();
 	GUEST_ASSERT_EQ(ipi_hits, 1);
-	GUEST_ASSERT(!irr_has(VEC_IPI));
+	GUEST_ASSERT(!lapic_irr_has(VEC_IPI));
 
 	/* One-shot timer: still counting when we halt, so only its interrupt can end
 	 * the HLT; a HLT that returned early would find no timer interrupt yet. */

@@ -24,7 +24,6 @@
 
 #define VEC_KBD 0x51
 #define VEC_SPURIOUS 0xff
-#define IOAPIC 0xfec00000ULL
 #define SPIN 100000 /* kite answers at once; a real 8042 within microseconds */
 
 static volatile uint32_t hits, spurious_hits;
@@ -44,17 +43,6 @@ __attribute__((interrupt)) static void spurious_isr(struct interrupt_frame *f)
 {
 	(void)f;
 	spurious_hits++;
-}
-
-static void ioapic_write(uint32_t reg, uint32_t v)
-{
-	mmio_write32(IOAPIC, reg);
-	mmio_write32(IOAPIC + 0x10, v);
-}
-
-static int irr_has(unsigned vec)
-{
-	return (lapic_read(LAPIC_IRR + (vec / 32) * 0x10) >> (vec % 32)) & 1;
 }
 
 static void wait_write(void)
@@ -125,13 +113,13 @@ static void kbd_irq(uint8_t b, const uint8_t *want, unsigned n)
 	hits = 0;
 	data(b);
 	while (hits < n) {
-		GUEST_ASSERT(irr_has(VEC_KBD));
+		GUEST_ASSERT(lapic_irr_has(VEC_KBD));
 		irq_enable_and_halt();
 	}
 	GUEST_ASSERT_EQ(hits, n);
 	for (unsigned i = 0; i < n; i++)
 		GUEST_ASSERT_EQ(got[i], want[i]);
-	GUEST_ASSERT(!irr_has(VEC_KBD));
+	GUEST_ASSERT(!lapic_irr_has(VEC_KBD));
 	expect_empty();
 }
 
@@ -199,15 +187,15 @@ int main(void)
 	/* With the keyboard interrupt off, answers wait without an interrupt. */
 	data(0xf4);
 	GUEST_ASSERT(inb(CMD) & STR_OBF);
-	GUEST_ASSERT(!irr_has(VEC_KBD));
+	GUEST_ASSERT(!lapic_irr_has(VEC_KBD));
 	GUEST_ASSERT_EQ(read_answer(), ACK);
 
 	/* i8042_enable_kbd_port(), then what atkbd sends. */
 	ctr = (uint8_t)((ctr & ~CTR_KBDDIS) | CTR_KBDINT);
 	write_ctr(ctr);
-	GUEST_ASSERT(irr_has(VEC_KBD)); /* the CTR answer itself raised IRQ 1 ... */
+	GUEST_ASSERT(lapic_irr_has(VEC_KBD)); /* the CTR answer itself raised IRQ 1 ... */
 	irq_enable_and_halt();          /* ... and the handler finds nothing left */
-	GUEST_ASSERT(!irr_has(VEC_KBD));
+	GUEST_ASSERT(!lapic_irr_has(VEC_KBD));
 	IRQ(0xf2, ACK, 0xab, 0x41); /* identify */
 	IRQ(0xf5, ACK);             /* deactivate */
 	IRQ(0xed, ACK);             /* LEDs ... */

@@ -8,7 +8,6 @@
 #define COM1 0x3f8
 #define VEC_COM1 0x50
 #define VEC_SPURIOUS 0xff
-#define IOAPIC 0xfec00000ULL
 
 static volatile uint32_t hits, spurious_hits;
 static volatile uint8_t iir_in_handler;
@@ -25,23 +24,6 @@ __attribute__((interrupt)) static void spurious_isr(struct interrupt_frame *f)
 {
 	(void)f;
 	spurious_hits++;
-}
-
-static void ioapic_write(uint32_t reg, uint32_t v)
-{
-	mmio_write32(IOAPIC, reg);
-	mmio_write32(IOAPIC + 0x10, v);
-}
-
-static uint32_t ioapic_read(uint32_t reg)
-{
-	mmio_write32(IOAPIC, reg);
-	return mmio_read32(IOAPIC + 0x10);
-}
-
-static int irr_has(unsigned vec)
-{
-	return (lapic_read(LAPIC_IRR + (vec / 32) * 0x10) >> (vec % 32)) & 1;
 }
 
 int main(void)
@@ -62,11 +44,11 @@ int main(void)
 
 	outb(COM1 + 3, 0x03); /* 8N1, DLAB off */
 	outb(COM1 + 4, 0x08); /* OUT2: the PC wiring that gates the UART's IRQ line */
-	GUEST_ASSERT(!irr_has(VEC_COM1));
+	GUEST_ASSERT(!lapic_irr_has(VEC_COM1));
 
 	/* Enabling THRE interrupts with the transmitter empty raises one at once. */
 	outb(COM1 + 1, 0x02);
-	GUEST_ASSERT(irr_has(VEC_COM1));
+	GUEST_ASSERT(lapic_irr_has(VEC_COM1));
 	irq_enable_and_halt();
 	GUEST_ASSERT_EQ(hits, 1);
 	GUEST_ASSERT_EQ(iir_in_handler & 0x0f, 0x02); /* THRE */
@@ -74,7 +56,7 @@ int main(void)
 
 	/* Each transmitted byte empties the holding register again: one more interrupt. */
 	outb(COM1, '.');
-	GUEST_ASSERT(irr_has(VEC_COM1));
+	GUEST_ASSERT(lapic_irr_has(VEC_COM1));
 	irq_enable_and_halt();
 	GUEST_ASSERT_EQ(hits, 2);
 	GUEST_ASSERT_EQ(iir_in_handler & 0x0f, 0x02);
@@ -82,7 +64,7 @@ int main(void)
 	/* Interrupts off in IER: a byte sent raises nothing. */
 	outb(COM1 + 1, 0x00);
 	outb(COM1, '\n');
-	GUEST_ASSERT(!irr_has(VEC_COM1));
+	GUEST_ASSERT(!lapic_irr_has(VEC_COM1));
 	GUEST_ASSERT_EQ(hits, 2);
 	GUEST_ASSERT_EQ(spurious_hits, 0);
 	return 0;

@@ -54,6 +54,24 @@ static inline void irq_enable_and_halt(void) { __asm__ volatile("sti; hlt; cli" 
 #define LAPIC_TIMER_DIV 0x3e0
 static inline uint32_t lapic_read(uint32_t reg) { return mmio_read32(LAPIC_BASE + reg); }
 static inline void lapic_write(uint32_t reg, uint32_t v) { mmio_write32(LAPIC_BASE + reg, v); }
+/* Is vector vec requested (IRR) at the local APIC? */
+static inline int lapic_irr_has(unsigned vec)
+{
+	return (lapic_read(LAPIC_IRR + (vec / 32) * 0x10) >> (vec % 32)) & 1;
+}
+
+/* The IOAPIC's indirect registers: index at +0x00, data at +0x10. */
+#define IOAPIC_BASE 0xfec00000ULL
+static inline void ioapic_write(uint32_t reg, uint32_t v)
+{
+	mmio_write32(IOAPIC_BASE, reg);
+	mmio_write32(IOAPIC_BASE + 0x10, v);
+}
+static inline uint32_t ioapic_read(uint32_t reg)
+{
+	mmio_write32(IOAPIC_BASE, reg);
+	return mmio_read32(IOAPIC_BASE + 0x10);
+}
 
 void serial_puts(const char *s);
 void ucall(uint32_t cmd, const char *file, uint32_t line, const char *msg, uint64_t a0, uint64_t a1);
