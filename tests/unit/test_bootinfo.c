@@ -141,14 +141,11 @@ static int ctx_setup(void **state)
 	struct ctx *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -1;
-	c->ram = malloc(RAM);
-	if (!c->ram || gmem_init(&c->m, RAM, c->ram) < 0) {
-		free(c->ram);
+	/* Stale bytes: the builders must clear what they do not set. */
+	if (test_ram_init(&c->m, &c->ram, RAM, 0xa5, MiB(2)) < 0) {
 		free(c);
 		return -1;
 	}
-	/* Stale bytes: the builders must clear what they do not set. */
-	memset(c->ram, 0xa5, MiB(2));
 	*state = c;
 	return 0;
 }
@@ -156,8 +153,7 @@ static int ctx_setup(void **state)
 static int ctx_teardown(void **state)
 {
 	struct ctx *c = *state;
-	gmem_free(&c->m);
-	free(c->ram);
+	test_ram_free(&c->m, c->ram);
 	free(c);
 	return 0;
 }

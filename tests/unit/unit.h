@@ -13,6 +13,28 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "vmm/mem.h"
+
+/* Guest RAM for a test: size bytes of malloc'd backing behind gmem, the first
+ * `fill_len` bytes set to `fill` (stale bytes the code under test must clear). */
+static inline int test_ram_init(struct gmem *m, uint8_t **ram, uint64_t size, int fill,
+				uint64_t fill_len)
+{
+	*ram = malloc(size);
+	if (!*ram || gmem_init(m, size, *ram) < 0) {
+		free(*ram);
+		*ram = NULL;
+		return -1;
+	}
+	memset(*ram, fill, fill_len);
+	return 0;
+}
+
+static inline void test_ram_free(struct gmem *m, uint8_t *ram)
+{
+	gmem_free(m);
+	free(ram);
+}
 
 static inline uint16_t le16(const void *p)
 {
