@@ -98,10 +98,6 @@ int cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned max,
 		case 0x80000001:
 			x->ecx &= ~(1u << 2); /* no SVM, for the same reason as VMX */
 			break;
-		case 0x8000000a:
-			/* SVM revision and features (NPT, ...): nothing without SVM. */
-			x->eax = x->ebx = x->ecx = x->edx = 0;
-			break;
 		case 0x80000008:
 			/* AMD core count: NC = cpus - 1, ApicIdCoreIdSize. */
 			x->ecx = (x->ecx & ~0xf0ffu) | ((cpus - 1) & 0xff) | (core_bits << 12);
