@@ -15,6 +15,40 @@
 
 enum serial_mode { SERIAL_STDIO, SERIAL_NONE, SERIAL_FILE };
 
+#define KITE_MAX_DISKS 16
+#define KITE_MAX_NICS 8
+
+/* --disk PATH[,ro][,id=NAME] / PUT /drives/{id}. */
+struct disk_config {
+	const char *id;     /* drive id; "disk<N>" when not given */
+	const char *path;   /* raw image */
+	bool read_only;
+	const char *serial; /* GET_ID answer (<= 20 bytes); the id when NULL */
+};
+
+/* --net tap=NAME[,mac=MAC][,id=NAME] / PUT /network-interfaces/{id}. */
+struct net_config {
+	const char *id;
+	const char *tap;    /* host TAP device name */
+	uint8_t mac[6];
+	bool has_mac;       /* else the device makes one up */
+};
+
+/* --vsock cid=N,uds=PATH / PUT /vsock. */
+struct vsock_config {
+	bool enabled;
+	uint32_t cid;       /* guest CID, >= 3 */
+	const char *uds_path;
+};
+
+/* --balloon MiB / PUT /balloon. */
+struct balloon_config {
+	bool enabled;
+	uint32_t target_mib;      /* amount_mib: how much the guest should give back */
+	bool deflate_on_oom;
+	uint32_t stats_interval_s; /* 0: no statistics */
+};
+
 struct vm_config {
 	const char *kernel;
 	const char *initrd;
@@ -25,10 +59,19 @@ struct vm_config {
 	const char *serial_path;
 	bool boot_timer;
 	bool test_device;
+	struct disk_config disks[KITE_MAX_DISKS];
+	unsigned nr_disks;
+	struct net_config nics[KITE_MAX_NICS];
+	unsigned nr_nics;
+	struct vsock_config vsock;
+	bool rng;
+	struct balloon_config balloon;
 	struct timespec exec_time; /* when the process started: boot timer reference */
 };
 
 struct vm;
+struct pci_bus;
+struct virtio_dev;
 
 struct vcpu {
 	struct vm *vm;
@@ -58,6 +101,9 @@ struct vm {
 	unsigned max_vcpus;
 	struct gmem mem;
 	struct bus pio, mmio;
+	struct pci_bus *pci;               /* bus 0, set by the pci device */
+	struct virtio_dev *virtio[32];     /* in creation order */
+	unsigned nr_virtio;
 	struct vcpu *vcpus;
 	unsigned nr_vcpus;
 	struct kvm_cpuid2 *supported_cpuid;
