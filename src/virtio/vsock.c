@@ -26,7 +26,7 @@
  * Not done: the event queue's TRANSPORT_RESET, only needed after a snapshot
  * restore (the guest would drop connections that no longer exist); a timeout
  * for host-initiated connections the guest never answers (the host process can
- * give up and close: the connection then goes away at the guest's answer). */
+ * give up and close its socket: that ends the connection). */
 #include "virtio/vsock.h"
 
 #include <errno.h>
@@ -47,8 +47,16 @@
 /* ---- header wire format ---- */
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
-static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)v);
+	put16(p + 2, (uint16_t)(v >> 16));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
 static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
 static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
@@ -317,6 +325,8 @@ static uint32_t conn_events(const struct conn *c)
 		return 0;
 	if (c->state == CONN_HANDSHAKE)
 		return EPOLLIN;
+	if (c->state == CONN_CONNECTING)
+		return EPOLLRDHUP; /* the host process gives up before the guest answers */
 	if (c->state != CONN_ESTABLISHED)
 		return 0;
 	uint32_t ev = 0;
@@ -903,6 +913,12 @@ static void conn_event(struct virtio_dev *d, void *ctx, uint32_t events)
 
 	if (c->state == CONN_HANDSHAKE) {
 		handshake(d, v, c);
+		run(d, v);
+		return;
+	}
+	if (c->state == CONN_CONNECTING) {
+		if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			conn_reset(d, v, c); /* the guest hears RST if it saw the REQUEST */
 		run(d, v);
 		return;
 	}

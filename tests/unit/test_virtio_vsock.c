@@ -827,6 +827,42 @@ static void host_connect_refused_by_guest(void **state)
 	close(s);
 }
 
+/* The host process gives up before the guest answered: the guest hears RST
+ * when it saw the REQUEST, nothing when it did not. */
+static void host_gives_up_while_connecting(void **state)
+{
+	struct fake *f = *state;
+	activate(f);
+	rx_post(f, 4);
+	int s = host_connect_uds(f);
+	host_write(s, "CONNECT 54\n", 11);
+	pump(f);
+	struct vsock_hdr h;
+	assert_true(rx_recv(f, &h, NULL, 0));
+	assert_int_equal(h.op, VSOCK_OP_REQUEST);
+	close(s);
+	pump(f);
+	rx_expect(f, VSOCK_OP_RST, h.src_port, 54, NULL);
+	assert_int_equal(vsock_nr_conns(f->v), 0);
+
+	/* No rx buffer: the REQUEST never left, nothing to take back. */
+	while (f->avail_idx[0] != used_idx(f, 0)) {
+		struct vsock_hdr cr = gh(VSOCK_OP_REQUEST, 1, 999);
+		tx_send(f, &cr, NULL);
+		rx_expect(f, VSOCK_OP_RST, 999, 1, NULL);
+	}
+	s = host_connect_uds(f);
+	host_write(s, "CONNECT 55\n", 11);
+	pump(f);
+	assert_int_equal(vsock_nr_conns(f->v), 1);
+	shutdown(s, SHUT_WR); /* a half-close counts as giving up too */
+	pump(f);
+	assert_int_equal(vsock_nr_conns(f->v), 0);
+	rx_post(f, 4);
+	rx_none(f);
+	close(s);
+}
+
 static void host_connect_bad_lines_close(void **state)
 {
 	struct fake *f = *state;
@@ -1375,6 +1411,7 @@ int main(void)
 		T(guest_over_credit_is_reset),
 		T(host_connect_handshake),
 		T(host_connect_refused_by_guest),
+		T(host_gives_up_while_connecting),
 		T(host_connect_bad_lines_close),
 		T(malformed_headers),
 		T(broken_queue_needs_reset),
