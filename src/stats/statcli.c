@@ -152,6 +152,8 @@ static void prom_vm(FILE *f, const char *vmlabel, const json_t *s)
 	if (json_object_get(an, "phase")) {
 		fprintf(f, "kite_exit_entropy_bits{vm=\"%s\"} %.6f\n", vmlabel, num(an, "entropy_bits"));
 		fprintf(f, "kite_illusion_cost_ratio{vm=\"%s\"} %.6f\n", vmlabel, num(an, "illusion_cost"));
+		fprintf(f, "kite_halted_ratio{vm=\"%s\"} %.6f\n", vmlabel, num(an, "halted_frac"));
+		fprintf(f, "kite_analytics_window_seconds{vm=\"%s\"} %.3f\n", vmlabel, num(an, "window_s"));
 		fprintf(f, "kite_useful_guest_cpu_seconds_per_second{vm=\"%s\"} %.6f\n", vmlabel,
 			num(an, "useful_guest_per_s"));
 		json_object_foreach(json_object_get(an, "posteriors"), k, v)

@@ -37,10 +37,15 @@ static const char *const kvm_names[K_COUNT] = {"exits", "halt_exits", "irq_exits
 					       "io_exits", "mmio_exits", "halt_wait_ns",
 					       "halt_poll_success_ns", "halt_poll_fail_ns", "blocking"};
 
+/* Entropy classes beyond C_COUNT: each device range's exits on its own (the
+ * pio and mmio classes split by device), unclaimed accesses per bus. */
+#define DEV_CLASSES 48
+
 /* Cumulative values at one sampling instant. */
 struct point {
 	uint64_t t_ns;
 	uint64_t cls[C_COUNT];
+	uint64_t dev[DEV_CLASSES];
 	uint64_t run_ns, handle_ns, halted_ns;
 };
 
@@ -53,6 +58,9 @@ struct vm_stats {
 	struct kvmstats vm_kvm;
 	struct kvmstats *vcpu_kvm; /* nr_vcpus */
 	int idx[K_COUNT];          /* kvm_names -> index in a vCPU's stats */
+	/* Per vCPU: since when it has been seen halted in one and the same halt
+	 * (KVM's "blocking" set, its halt count unchanged); 0 when not. */
+	uint64_t *block_since, *block_halts;
 	struct point ring[STATS_WINDOW + 1];
 	unsigned head, len;        /* points in the ring */
 };
@@ -86,9 +94,24 @@ static uint64_t kvm_sum(struct vm_stats *s, int k)
 	return t;
 }
 
+/* Tracks the halt in progress of vCPU i from fresh KVM values (lock held). */
+static void track_block(struct vm_stats *s, unsigned i, uint64_t now)
+{
+	struct kvmstats *k = &s->vcpu_kvm[i];
+	uint64_t halts = kvmstats_value(k, s->idx[K_HALT]);
+	if (!kvmstats_value(k, s->idx[K_BLOCKING])) {
+		s->block_since[i] = 0;
+	} else if (!s->block_since[i] || halts != s->block_halts[i]) {
+		s->block_since[i] = now; /* a halt seen for the first time: it began before */
+		s->block_halts[i] = halts;
+	}
+}
+
 /* One vCPU's time so far: in KVM_RUN (counting a KVM_RUN still in progress),
- * in kite, and halted. KVM adds halt time when a halt ends, so a halt in
- * progress (KVM's "blocking") counts the KVM_RUN in progress as halted. */
+ * in kite, and halted. KVM adds a halt's time only when it ends, so a halt in
+ * progress counts from when the sampler first saw it (an underestimate of at
+ * most one sampling period), never from the start of a KVM_RUN that may have
+ * run and halted many times since. */
 static void vcpu_times(struct vm_stats *s, unsigned i, uint64_t now, uint64_t *run, uint64_t *handle,
 		       uint64_t *halted)
 {
@@ -102,8 +125,9 @@ static void vcpu_times(struct vm_stats *s, unsigned i, uint64_t now, uint64_t *r
 	uint64_t start = __atomic_load_n(&v->st.run_start, __ATOMIC_RELAXED);
 	if (start && now > start) {
 		*run += now - start;
-		if (kvmstats_value(k, s->idx[K_BLOCKING]))
-			*halted += now - start;
+		uint64_t since = s->block_since[i];
+		if (since && now > since)
+			*halted += now - (since > start ? since : start);
 	}
 	if (*halted > *run)
 		*halted = *run;
@@ -113,9 +137,11 @@ static void vcpu_times(struct vm_stats *s, unsigned i, uint64_t now, uint64_t *r
 static void take_point(struct vm_stats *s, struct point *p)
 {
 	struct vm *vm = s->vm;
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		kvmstats_read(&s->vcpu_kvm[i]);
 	p->t_ns = stats_now_ns();
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		kvmstats_read(&s->vcpu_kvm[i]);
+		track_block(s, i, p->t_ns);
+	}
 	uint64_t pio = reason_sum(vm, KVM_EXIT_IO), mmio = reason_sum(vm, KVM_EXIT_MMIO);
 	uint64_t user = 0;
 	for (unsigned r = 0; r < STATS_REASONS; r++)
@@ -132,6 +158,16 @@ static void take_point(struct vm_stats *s, struct point *p)
 	uint64_t all = kvm_sum(s, K_EXITS);
 	p->cls[C_KERNEL] = all > known ? all - known : 0;
 	p->cls[C_USER_OTHER] = user - pio - mmio;
+	unsigned n = 0;
+	const struct bus *buses[2] = {&vm->pio, &vm->mmio};
+	memset(p->dev, 0, sizeof(p->dev));
+	for (int b = 0; b < 2; b++) {
+		for (int r = 0; r < buses[b]->nr; r++) {
+			unsigned at = n < DEV_CLASSES - 2 ? n++ : DEV_CLASSES - 3; /* overflow shares one */
+			p->dev[at] += __atomic_load_n(&buses[b]->ranges[r].accesses, __ATOMIC_RELAXED);
+		}
+		p->dev[DEV_CLASSES - 2 + b] = __atomic_load_n(&buses[b]->unclaimed, __ATOMIC_RELAXED);
+	}
 	p->run_ns = p->handle_ns = p->halted_ns = 0;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		uint64_t run, handle, halted;
@@ -173,8 +209,14 @@ int stats_start(struct vm *vm)
 	if (!s)
 		return -1;
 	s->vm = vm;
-	s->vcpu_kvm = calloc(vm->nr_vcpus ? vm->nr_vcpus : 1, sizeof(*s->vcpu_kvm));
-	if (!s->vcpu_kvm) {
+	unsigned n = vm->nr_vcpus ? vm->nr_vcpus : 1;
+	s->vcpu_kvm = calloc(n, sizeof(*s->vcpu_kvm));
+	s->block_since = calloc(n, sizeof(uint64_t));
+	s->block_halts = calloc(n, sizeof(uint64_t));
+	if (!s->vcpu_kvm || !s->block_since || !s->block_halts) {
+		free(s->vcpu_kvm);
+		free(s->block_since);
+		free(s->block_halts);
 		free(s);
 		return -1;
 	}
@@ -212,6 +254,8 @@ void stats_stop(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		kvmstats_close(&s->vcpu_kvm[i]);
 	free(s->vcpu_kvm);
+	free(s->block_since);
+	free(s->block_halts);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);
@@ -332,7 +376,16 @@ static json_t *analytics_json(struct vm_stats *s)
 	}
 	json_object_set_new(o, "window_s", json_real(secs));
 	json_object_set_new(o, "exits_per_s", cls);
-	json_object_set_new(o, "entropy_bits", json_real(entropy_bits(d, C_COUNT)));
+	/* Entropy over the fine classes: the KVM-side ones and each device. */
+	uint64_t fine[C_COUNT + DEV_CLASSES];
+	size_t nf = 0;
+	for (int c = 0; c < C_COUNT; c++)
+		if (c != C_PIO && c != C_MMIO && c != C_USER_OTHER)
+			fine[nf++] = d[c];
+	fine[nf++] = d[C_USER_OTHER];
+	for (int i = 0; i < DEV_CLASSES; i++)
+		fine[nf++] = b->dev[i] >= a->dev[i] ? b->dev[i] - a->dev[i] : 0;
+	json_object_set_new(o, "entropy_bits", json_real(entropy_bits(fine, nf)));
 
 	uint64_t run = b->run_ns - a->run_ns, handle = b->handle_ns - a->handle_ns;
 	uint64_t halted = b->halted_ns - a->halted_ns;
@@ -370,8 +423,10 @@ void *stats_json(struct vm *vm)
 		pthread_mutex_lock(&s->lock);
 	/* Fresh KVM values for the totals (the sampler's may be 100 ms old). */
 	if (s)
-		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 			kvmstats_read(&s->vcpu_kvm[i]);
+			track_block(s, i, stats_now_ns());
+		}
 	json_object_set_new(o, "uptime_us", json_integer((json_int_t)vm_uptime_us(vm)));
 	uint64_t user = 0;
 	for (unsigned r = 0; r < STATS_REASONS; r++)
