@@ -56,6 +56,17 @@ static void queue_start(struct fx *f, unsigned q)
 	vq->enabled = true;
 	vq->ready = true;
 	vq->kick_fd = -1;
+	/* No used-buffer interrupts: there is no transport behind this device
+	 * to deliver them. signalled() tells whether the device asked. */
+	set16(gp(f, c.avail, 2), VQ_AVAIL_F_NO_INTERRUPT);
+}
+
+/* Whether the device called virtio_dev_signal() after its last push on q:
+ * vq_should_notify() moves signalled_used up to the used index. */
+static bool signalled(struct fx *f, unsigned q)
+{
+	const struct vq *vq = &f->d.queues[q].vq;
+	return vq->signalled_valid && vq->signalled_used == vq->used_idx;
 }
 
 /* A device that the driver set up with these features, queues ready,
@@ -89,7 +100,12 @@ static int setup(void **state)
 	f->d.ops = &net_ops;
 	f->d.priv = f->n;
 	snprintf(f->d.name, sizeof(f->d.name), "virtio-net0");
-	pthread_mutex_init(&f->d.lock, NULL);
+	/* As the transport makes it: recursive, so watch calls work under it. */
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&f->d.lock, &ma);
+	pthread_mutexattr_destroy(&ma);
 	f->d.epfd = epoll_create1(EPOLL_CLOEXEC);
 	f->d.stop_fd = -1;
 	f->d.host_features = NET_FEATURES_BASE | NET_FEATURES_GUEST_OFFLOADS;
@@ -101,8 +117,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	if (f->n->watching)
-		virtio_dev_unwatch(&f->d, f->n->fd);
+	if (f->n->active)
+		net_ops.reset(&f->d);
+	assert_false(f->n->watching);
+	assert_null(f->d.watches);
 	net_ops.destroy(&f->d);
 	close(f->peer);
 	close(f->d.epfd);
@@ -169,9 +187,19 @@ static uint32_t used_len(struct fx *f, unsigned q, uint16_t i)
 	return le32(gp(f, QBASE(q) + 0x2000 + 8 + 8 * (i % QSZ), 4));
 }
 
+/* The transport's calls, with the device lock held as it holds it. */
 static void kick(struct fx *f, unsigned q)
 {
+	pthread_mutex_lock(&f->d.lock);
 	net_ops.notify(&f->d, q);
+	pthread_mutex_unlock(&f->d.lock);
+}
+
+static void backend_event(struct fx *f, uint32_t events)
+{
+	pthread_mutex_lock(&f->d.lock);
+	net_backend_ready(&f->d, f->n, events);
+	pthread_mutex_unlock(&f->d.lock);
 }
 
 /* The event thread's view: what epoll reports for the device's fds now. */
@@ -249,7 +277,7 @@ static void tx_frame_spanning_buffers(void **state)
 	assert_int_equal(used_len(f, NET_TXQ, 0), 0);
 	assert_int_equal(f->n->tx_frames, 1);
 	assert_int_equal(f->n->tx_bytes, 150);
-	assert_int_equal(f->d.interrupts, 1);
+	assert_true(signalled(f, NET_TXQ));
 	assert_false(f->n->tx_pending);
 	assert_false(f->n->events & EPOLLOUT);
 }
@@ -330,7 +358,7 @@ static void tx_eagain_backpressure(void **state)
 	/* the host drains its queue: EPOLLOUT fires, both frames go, in order */
 	host_drain(f, filled, NET_HDR_LEN);
 	assert_true(ready_events(f) & EPOLLOUT);
-	net_backend_ready(&f->d, f->n, EPOLLOUT);
+	backend_event(f, EPOLLOUT);
 	assert_int_equal(used_idx(f, NET_TXQ), 2);
 	assert_int_equal(used_id(f, NET_TXQ, 0), h1);
 	assert_int_equal(used_id(f, NET_TXQ, 1), h2);
@@ -366,7 +394,7 @@ static void tx_batch_yields(void **state)
 	assert_true(f->n->events & EPOLLOUT);
 	/* the host reads as it goes, so the socket queue does not fill */
 	host_drain(f, NET_BATCH, len);
-	net_backend_ready(&f->d, f->n, EPOLLOUT);
+	backend_event(f, EPOLLOUT);
 	assert_int_equal(used_idx(f, NET_TXQ), NET_BATCH + 10);
 	assert_false(f->n->tx_more);
 	assert_false(f->n->events & EPOLLOUT);
@@ -405,7 +433,7 @@ static void rx_mergeable_spans_chains(void **state)
 	assert_memory_equal(gp(f, a[2], 500), want + 2000, 500);
 	assert_int_equal(f->n->rx_frames, 1);
 	assert_int_equal(f->n->rx_bytes, LEN - NET_HDR_LEN);
-	assert_int_equal(f->d.interrupts, 1);
+	assert_true(signalled(f, NET_RXQ));
 	/* no more buffers: reading stops until the next kick */
 	assert_true(f->n->rx_blocked);
 	assert_false(f->n->events & EPOLLIN);
@@ -434,7 +462,7 @@ static void rx_mergeable_one_buffer(void **state)
 	assert_true(f->n->events & EPOLLIN);
 	host_send_frame(f, 100, 1);
 	assert_true(ready_events(f) & EPOLLIN);
-	net_backend_ready(&f->d, f->n, EPOLLIN);
+	backend_event(f, EPOLLIN);
 	assert_int_equal(used_idx(f, NET_RXQ), 2);
 	assert_int_equal(used_len(f, NET_RXQ, 1), 100);
 }
@@ -486,7 +514,6 @@ static void rx_frame_waits_for_buffers(void **state)
 	assert_int_equal(used_idx(f, NET_RXQ), 0);
 	assert_true(f->n->rx_blocked);
 	assert_false(f->n->events & EPOLLIN);
-	assert_int_equal(f->d.interrupts, 0);
 
 	h[1] = rx_add(f, 100, &a[1]);
 	h[2] = rx_add(f, 100, &a[2]);
@@ -498,7 +525,7 @@ static void rx_frame_waits_for_buffers(void **state)
 	assert_int_equal(le16(gp(f, a[0] + NET_HDR_NUM_BUFFERS, 2)), 3);
 	assert_memory_equal(gp(f, a[1], 100), want + 100, 100);
 	assert_memory_equal(gp(f, a[2], 50), want + 200, 50);
-	assert_int_equal(f->d.interrupts, 1);
+	assert_true(signalled(f, NET_RXQ));
 }
 
 /* Without MRG_RXBUF a frame goes into one chain (here of two buffers); one
@@ -613,7 +640,7 @@ static void rx_batch_yields(void **state)
 	assert_int_equal(used_idx(f, NET_RXQ), NET_BATCH);
 	assert_true(f->n->events & EPOLLIN);
 	assert_true(ready_events(f) & EPOLLIN);
-	net_backend_ready(&f->d, f->n, EPOLLIN);
+	backend_event(f, EPOLLIN);
 	assert_int_equal(used_idx(f, NET_RXQ), NET_BATCH + 5);
 	assert_int_equal(ready_events(f), 0);
 }
@@ -622,6 +649,10 @@ static void rx_batch_yields(void **state)
  * NEEDS_RESET, and the device stops watching the backend. */
 static void rx_chain_too_small(void **state)
 {
+	/* virtio_dev_needs_reset() sends a config interrupt through the
+	 * transport, which this fake device has none of: runs once pci.c
+	 * tolerates a device without one (see the virtio-net report). */
+	known_bug();
 	struct fx *f = *state;
 	fx_start(f, VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF));
 	rx_add(f, 8, NULL);
@@ -640,6 +671,10 @@ static void rx_chain_too_small(void **state)
 /* A device-readable-only rx chain: the same. */
 static void rx_chain_not_writable(void **state)
 {
+	/* virtio_dev_needs_reset() sends a config interrupt through the
+	 * transport, which this fake device has none of: runs once pci.c
+	 * tolerates a device without one (see the virtio-net report). */
+	known_bug();
 	struct fx *f = *state;
 	fx_start(f, VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF));
 	uint32_t len = 100;
@@ -651,6 +686,10 @@ static void rx_chain_not_writable(void **state)
 /* A broken queue (here a head out of range) sets NEEDS_RESET. */
 static void vq_error_needs_reset(void **state)
 {
+	/* virtio_dev_needs_reset() sends a config interrupt through the
+	 * transport, which this fake device has none of: runs once pci.c
+	 * tolerates a device without one (see the virtio-net report). */
+	known_bug();
 	struct fx *f = *state;
 	fx_start(f, 0);
 	set16(gp(f, QBASE(NET_TXQ) + 0x1000 + 4, 2), QSZ); /* head 256 of 256 */
@@ -712,7 +751,7 @@ static void backend_hangup(void **state)
 	f->peer = -1;
 	uint32_t ev = ready_events(f);
 	assert_true(ev & (EPOLLHUP | EPOLLERR));
-	net_backend_ready(&f->d, f->n, ev);
+	backend_event(f, ev);
 	assert_true(f->n->dead);
 	assert_false(f->n->watching);
 	assert_int_equal(ready_events(f), 0);
