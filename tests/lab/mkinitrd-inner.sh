@@ -109,6 +109,13 @@ case " $ids " in *" 0x1af4 "*)
 	case " $ids " in *" 0x1045 "*) km virtio_balloon ;; esac
 	case " $ids " in *" 0x1053 "*) km vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport ;; esac
 	g "virtio $(ls /sys/bus/virtio/devices 2>/dev/null | tr '\n' ' ')"
+	if [ -c /dev/hwrng ]; then
+		n=$(head -c 4096 /dev/hwrng | wc -c)
+		# 4096 bytes of which at least 3000 differ from zero: random, not a zeroed buffer
+		nz=$(head -c 4096 /dev/hwrng | tr -d '\000' | wc -c)
+		g "hwrng bytes=$n nonzero=$nz source=$(cat /sys/class/misc/hw_random/rng_current)"
+	fi
+	g "msix $(grep -c PCI-MSI /proc/interrupts)"
 	;;
 esac
 g "uname $(uname -a)"
