@@ -373,7 +373,10 @@ static void tx_process(struct virtio_dev *d, struct net_dev *n)
 			}
 			if (r == VQ_EMPTY)
 				break;
-			if (n->tx_chain.readable_len < NET_HDR_LEN) {
+			/* Too short for the header, or longer than any frame
+			 * (64 KiB GSO at most): the guest's mistake, dropped. */
+			if (n->tx_chain.readable_len < NET_HDR_LEN ||
+			    n->tx_chain.readable_len > NET_MAX_FRAME) {
 				count_bad_chain(d, n);
 				if (vq_push(vq, n->tx_chain.head, 0) < 0) {
 					queue_broken(d, n, "tx", vq_strerror(VQ_ERR_PUSH));

@@ -312,6 +312,31 @@ static void tx_header_too_short(void **state)
 	assert_int_equal(f->n->tx_frames, 1);
 }
 
+/* A frame longer than the largest the TAP takes (64 KiB GSO and headers) is
+ * dropped like a short one; the largest passes. */
+static void tx_frame_too_long(void **state)
+{
+	struct fx *f = *state;
+	fx_start(f, 0);
+	uint32_t lens[2] = {NET_HDR_LEN, NET_MAX_FRAME - NET_HDR_LEN};
+	uint64_t a[2];
+	chain_add(f, NET_TXQ, lens, 2, 2, a);
+	memset(gp(f, a[0], NET_HDR_LEN), 0, NET_HDR_LEN);
+	lens[1]++;
+	uint16_t bad = chain_add(f, NET_TXQ, lens, 2, 2, a);
+	memset(gp(f, a[0], NET_HDR_LEN), 0, NET_HDR_LEN);
+	kick(f, NET_TXQ);
+	assert_int_equal(used_idx(f, NET_TXQ), 2);
+	assert_int_equal(used_id(f, NET_TXQ, 1), bad);
+	assert_int_equal(f->n->bad_chains, 1);
+	assert_int_equal(f->n->tx_frames, 1);
+	uint8_t *got = malloc(NET_MAX_FRAME + 16);
+	assert_non_null(got);
+	assert_int_equal(host_recv(f, got, NET_MAX_FRAME + 16), NET_MAX_FRAME);
+	assert_int_equal(host_recv(f, got, NET_MAX_FRAME + 16), -1);
+	free(got);
+}
+
 /* Fills the device's socket until a send would block: the TAP's queue is full. */
 static unsigned backend_fill(struct fx *f)
 {
@@ -839,6 +864,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(tx_frame_spanning_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(tx_header_too_short, setup, teardown),
+		cmocka_unit_test_setup_teardown(tx_frame_too_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(tx_eagain_backpressure, setup, teardown),
 		cmocka_unit_test_setup_teardown(tx_batch_yields, setup, teardown),
 		cmocka_unit_test_setup_teardown(rx_mergeable_spans_chains, setup, teardown),
