@@ -108,6 +108,8 @@ static void update_watch(struct virtio_dev *d, struct net_dev *n)
 	if (want == n->events && (n->watching || !want))
 		return;
 	if (virtio_dev_watch(d, n->fd, want, net_backend_ready, n) < 0) {
+		/* An earlier registration with other events may remain. */
+		virtio_dev_unwatch(d, n->fd);
 		n->broken = true;
 		n->watching = false;
 		n->events = 0;
