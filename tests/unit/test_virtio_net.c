@@ -674,10 +674,6 @@ static void rx_batch_yields(void **state)
  * NEEDS_RESET, and the device stops watching the backend. */
 static void rx_chain_too_small(void **state)
 {
-	/* virtio_dev_needs_reset() sends a config interrupt through the
-	 * transport, which this fake device has none of: runs once pci.c
-	 * tolerates a device without one (see the virtio-net report). */
-	known_bug();
 	struct fx *f = *state;
 	fx_start(f, VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF));
 	rx_add(f, 8, NULL);
@@ -696,10 +692,6 @@ static void rx_chain_too_small(void **state)
 /* A device-readable-only rx chain: the same. */
 static void rx_chain_not_writable(void **state)
 {
-	/* virtio_dev_needs_reset() sends a config interrupt through the
-	 * transport, which this fake device has none of: runs once pci.c
-	 * tolerates a device without one (see the virtio-net report). */
-	known_bug();
 	struct fx *f = *state;
 	fx_start(f, VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF));
 	uint32_t len = 100;
@@ -711,10 +703,6 @@ static void rx_chain_not_writable(void **state)
 /* A broken queue (here a head out of range) sets NEEDS_RESET. */
 static void vq_error_needs_reset(void **state)
 {
-	/* virtio_dev_needs_reset() sends a config interrupt through the
-	 * transport, which this fake device has none of: runs once pci.c
-	 * tolerates a device without one (see the virtio-net report). */
-	known_bug();
 	struct fx *f = *state;
 	fx_start(f, 0);
 	set16(gp(f, QBASE(NET_TXQ) + 0x1000 + 4, 2), QSZ); /* head 256 of 256 */
