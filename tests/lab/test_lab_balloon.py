@@ -125,10 +125,13 @@ if wait_for /tmp/console 'KITE-GUEST: balloon touched' 400; then
 	echo "inflate $(api /tmp/b.sock PATCH /balloon '{"amount_mib":BALLOON_MIB}')"
 	if wait_for /tmp/console 'KITE-GUEST: balloon \(inflated\|not-inflated\)' 240; then
 		echo "rss_after_kb $(status $pid VmRSS)"
-		# The guest writes `actual` as it goes; its stats arrive every second.
+		# The guest refreshes its statistics every second (the device hands its
+		# buffer back on a timer): wait for numbers taken after the inflation.
+		inflated=$(sed -n 's/.*balloon inflated memtotal_kb \([0-9]*\).*/\1/p' /tmp/console)
 		i=0; while [ $i -lt 100 ]; do
 			api /tmp/b.sock GET /balloon/statistics >/dev/null
-			grep -q '"actual_mib": *BALLOON_MIB[,}]' /tmp/body && break
+			total=$(sed -n 's/.*"total_memory": *\([0-9]*\).*/\1/p' /tmp/body)
+			[ "${total:-0}" -eq $((inflated * 1024)) ] && break
 			sleep 0.1; i=$((i+1))
 		done
 		echo "stats-code $(api /tmp/b.sock GET /balloon/statistics)"
@@ -223,9 +226,10 @@ def test_api_balloon_statistics(lab_balloon):
     assert num("target_pages") == BALLOON_MIB * 256
     assert num("actual_mib") == BALLOON_MIB
     assert num("actual_pages") == BALLOON_MIB * 256
-    # the guest's own numbers (bytes): total is what it has left, more than free
+    # the guest's own numbers (bytes), refreshed after the inflation: its
+    # total is the MemTotal it printed once the balloon was full
     total = num("total_memory")
-    assert (GUEST_MIB - BALLOON_MIB - 64) << 20 <= total <= GUEST_MIB << 20, stats
+    assert total == guest_kb(t, "inflated") * 1024, stats
     assert 0 < num("free_memory") < total
     assert 0 < num("available_memory") <= total
     for k in ("swap_in", "swap_out", "major_faults", "minor_faults", "disk_caches"):
@@ -240,4 +244,7 @@ def test_api_balloon_deflates(lab_balloon):
     t = lab_balloon["api"]
     assert value(t, "deflate") == "204", t
     full = guest_kb(t, "full")
+    # deflated from a full balloon, not a balloon that never inflated
+    assert full - guest_kb(t, "inflated") >= BALLOON_KB - 1024, t
+    assert t.index("KITE-GUEST: balloon inflated") < t.index("KITE-GUEST: balloon deflated"), t
     assert guest_kb(t, "deflated") >= full, t
