@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "stats/statcli.h"
 #include "util/devopts.h"
 #include "util/log.h"
 #include "vmm/machine.h"
@@ -31,6 +32,9 @@ static void usage(FILE *f)
 		"                [--level error|warning|info|debug] [--test-device]\n"
 		"                [--disk PATH[,ro][,id=NAME][,serial=S]]... [--net tap=NAME[,mac=MAC][,id=NAME]]...\n"
 		"                [--vsock cid=N,uds=PATH] [--rng] [--balloon MiB[,deflate-on-oom][,stats=S]]\n"
+		"                [--stats-file PATH] [--no-exit-stats]\n"
+		"       kite stat --api-sock PATH [--api-sock PATH]... [--interval S] [--count N]\n"
+		"                 [--format text|json|prometheus]\n"
 		"\n"
 		"The first form is Firecracker's: an HTTP API on a Unix socket (default\n"
 		DEFAULT_API_SOCK ") and/or a JSON --config-file. `kite run` boots directly.\n"
@@ -82,7 +86,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
 	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
-	       OPT_RNG, OPT_BALLOON };
+	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -99,6 +103,8 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"vsock", required_argument, NULL, OPT_VSOCK},
 		{"rng", no_argument, NULL, OPT_RNG},
 		{"balloon", required_argument, NULL, OPT_BALLOON},
+		{"stats-file", required_argument, NULL, OPT_STATS_FILE},
+		{"no-exit-stats", no_argument, NULL, OPT_NO_EXIT_STATS},
 		{NULL, 0, NULL, 0},
 	};
 	opterr = 0;
@@ -167,6 +173,14 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 			break;
 		case OPT_RNG:
 			cfg->rng = true;
+			break;
+		case OPT_STATS_FILE:
+			if (!*optarg)
+				return usage_error("--stats-file '%s': expected a file path", optarg);
+			cfg->stats_path = optarg;
+			break;
+		case OPT_NO_EXIT_STATS:
+			cfg->no_exit_stats = true;
 			break;
 		case OPT_BALLOON:
 			if (devopt_balloon(optarg, cfg, msg, sizeof(msg)) < 0)
@@ -292,6 +306,8 @@ int main(int argc, char **argv)
 			return r;
 		return machine_run(&cfg);
 	}
+	if (strcmp(argv[1], "stat") == 0)
+		return stat_main(argc - 1, argv + 1);
 	if (argv[1][0] == '-')
 		return cmd_firecracker(argc, argv, cfg.exec_time);
 	return usage_error("unknown command '%s'", argv[1]);

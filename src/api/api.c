@@ -17,6 +17,7 @@
 #include "api/metrics.h"
 #include "api/schema.h"
 #include "devices/i8042.h"
+#include "stats/stats.h"
 #include "util/devopts.h"
 #include "util/log.h"
 #include "vmm/machine.h"
@@ -587,6 +588,15 @@ static int h_put_metrics(const json_t *b, const char *id, struct reply *r)
 
 static int h_patch_vm(const json_t *b, const char *id, struct reply *r) { (void)id; (void)r; return patch_vm(b); }
 
+/* kite's trap accounting (docs/stats.md): not in Firecracker's API. */
+static int h_get_stats(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	r->body = stats_json(&ctl.vm);
+	return 0;
+}
+
 static int h_get_vm_config(const json_t *b, const char *id, struct reply *r)
 {
 	(void)b;
@@ -626,6 +636,7 @@ static const struct route routes[] = {
 	{"PUT", "/metrics", "Metrics", h_put_metrics, M_PUT_METRICS, PRE_BOOT},
 	{"PATCH", "/vm", "Vm", h_patch_vm, M_PATCH_VM, POST_BOOT},
 	{"GET", "/vm/config", NULL, h_get_vm_config, M_GET_VM_CONFIG, ANY},
+	{"GET", "/stats", NULL, h_get_stats, M_GET_STATS, POST_BOOT},
 	{"PUT", "/serial", "SerialDevice", h_put_serial, M_PUT_SERIAL, PRE_BOOT},
 };
 

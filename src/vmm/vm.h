@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "stats/stats.h"
 #include "util/log.h"
 #include "vmm/bus.h"
 #include "vmm/mem.h"
@@ -61,6 +62,8 @@ struct vm_config {
 	const char *serial_path;
 	bool boot_timer;
 	bool test_device;
+	bool no_exit_stats;        /* benchmarking: no per-exit timing */
+	const char *stats_path;    /* write the final /stats JSON here at exit */
 	struct disk_config disks[KITE_MAX_DISKS];
 	unsigned nr_disks;
 	struct net_config nics[KITE_MAX_NICS];
@@ -85,6 +88,7 @@ struct vcpu {
 	/* Exit counters, written by this vCPU's thread only (relaxed atomics so
 	 * the metrics thread may read them). */
 	uint64_t exits_io_in, exits_io_out, exits_mmio_read, exits_mmio_write, exits_other;
+	struct vcpu_stats st; /* trap accounting (stats/stats.h) */
 };
 
 /* How the VM ended, set once by the first stopper. */
@@ -106,6 +110,7 @@ struct vm {
 	struct pci_bus *pci;               /* bus 0, set by the pci device */
 	struct virtio_dev *virtio[32];     /* in creation order */
 	unsigned nr_virtio;
+	struct vm_stats *stats;            /* sampler and KVM statistics */
 	/* GSI routing: KVM's default irqchip routes plus one MSI route per
 	 * allocated GSI (MSI-X vectors behind irqfds). Under gsi_lock. */
 	pthread_mutex_t gsi_lock;

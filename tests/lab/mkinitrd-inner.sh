@@ -21,6 +21,7 @@
 #       panic            -> echo c > /proc/sysrq-trigger (pass panic=1 to reboot)
 #       shell            -> interactive sh on the console, then reboot -f
 #       poweroff         -> poweroff -f (needs ACPI in the guest)
+#       idle             -> sleeps until Ctrl-Alt-Del, then reboots
 #       ticker           -> "KITE-GUEST: tick <uptime>" every 0.5 s; Ctrl-Alt-Del
 #                           (SIGINT to init) prints "KITE-GUEST: ctrl-alt-del", reboots
 #
@@ -109,6 +110,13 @@ case " $ids " in *" 0x1af4 "*)
 	case " $ids " in *" 0x1045 "*) km virtio_balloon ;; esac
 	case " $ids " in *" 0x1053 "*) km vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport ;; esac
 	g "virtio $(ls /sys/bus/virtio/devices 2>/dev/null | tr '\n' ' ')"
+	if [ -c /dev/hwrng ]; then
+		n=$(head -c 4096 /dev/hwrng | wc -c)
+		# 4096 bytes of which at least 3000 differ from zero: random, not a zeroed buffer
+		nz=$(head -c 4096 /dev/hwrng | tr -d '\000' | wc -c)
+		g "hwrng bytes=$n nonzero=$nz source=$(cat /sys/class/misc/hw_random/rng_current)"
+	fi
+	g "msix $(grep -c PCI-MSI /proc/interrupts)"
 	;;
 esac
 g "uname $(uname -a)"
@@ -138,6 +146,11 @@ shell)
 	reboot -f
 	;;
 poweroff) poweroff -f ;;
+idle)
+	# Nothing to do until Ctrl-Alt-Del: a guest at rest (trap accounting).
+	trap 'g "ctrl-alt-del"; sync; reboot -f' INT
+	while :; do sleep 1000; done
+	;;
 ticker)
 	# A clock on the console until Ctrl-Alt-Del: the kernel signals init
 	# (SIGINT), which reboots. Lets a test see a pause stop the guest's time.
