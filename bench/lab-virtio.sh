@@ -97,8 +97,8 @@ esac
 case ,$vb, in *,net,*)
 	ip link set eth0 up
 	ip addr add 10.0.0.2/24 dev eth0
-	phase tx net vbench send 10.0.0.1 5002 "$NET_MIB"
-	vbench recv 5001 >/tmp/rx.out 2>&1 &
+	phase tx net timeout 120 vbench send 10.0.0.1 5002 "$NET_MIB"
+	timeout 120 vbench recv 5001 >/tmp/rx.out 2>&1 &
 	echo "VB-NET rx-listening"
 	a=$(ios_net)
 	echo "VB-PHASE rx begin"
