@@ -356,6 +356,7 @@ static int build_vm_config(struct reply *r)
 	c->serial = out ? SERIAL_FILE : SERIAL_STDIO;
 	c->serial_path = out;
 	c->boot_timer = ctl.opts->boot_timer;
+	c->seccomp = ctl.opts->seccomp;
 	c->exec_time = ctl.opts->exec_time;
 	return 0;
 }
