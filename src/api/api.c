@@ -212,12 +212,23 @@ static const char *keep(const json_t *v)
 	return owned[nr_owned++] = strdup(s);
 }
 
-/* A rate limiter with a bucket set asks for something kite does not do yet. */
-static bool limits(const json_t *obj, const char *key)
+/* A RateLimiter object (absent or null: no limit). The schema checked types
+ * and minimums. */
+static void tb_from_json(const json_t *o, struct tb_config *t)
+{
+	memset(t, 0, sizeof(*t));
+	if (!json_is_object(o))
+		return;
+	t->size = (uint64_t)json_integer_value(json_object_get(o, "size"));
+	t->refill_ms = (uint64_t)json_integer_value(json_object_get(o, "refill_time"));
+	t->one_time_burst = (uint64_t)json_integer_value(json_object_get(o, "one_time_burst"));
+}
+
+static void rl_from_json(const json_t *obj, const char *key, struct rl_config *c)
 {
 	const json_t *rl = json_object_get(obj, key);
-	return json_is_object(rl) && (json_is_object(json_object_get(rl, "bandwidth")) ||
-				      json_is_object(json_object_get(rl, "ops")));
+	tb_from_json(json_object_get(rl, "bandwidth"), &c->bandwidth);
+	tb_from_json(json_object_get(rl, "ops"), &c->ops);
 }
 
 /* Drives (the root device first, as /dev/vda), network interfaces, vsock,
@@ -230,6 +241,7 @@ static int devices_config(struct reply *r)
 	nr_owned = 0;
 	c->nr_disks = c->nr_nics = 0;
 	c->vsock.enabled = c->rng = c->balloon.enabled = false;
+	memset(&c->rng_rl, 0, sizeof(c->rng_rl));
 
 	const json_t *drives = json_object_get(ctl.config, "drives");
 	if (json_array_size(drives) > KITE_MAX_DISKS)
@@ -251,10 +263,9 @@ static int devices_config(struct reply *r)
 				return fault(r, "Drive '%s': vhost-user block devices (socket) are not supported.", id);
 			if (!json_string_value(json_object_get(d, "path_on_host")))
 				return fault(r, "Drive '%s': path_on_host is required.", id);
-			if (limits(d, "rate_limiter"))
-				return fault(r, "Drive '%s': rate limiters are not supported by kite yet.", id);
 			struct disk_config *dc = &c->disks[c->nr_disks++];
 			memset(dc, 0, sizeof(*dc));
+			rl_from_json(d, "rate_limiter", &dc->rl);
 			dc->id = keep(json_object_get(d, "drive_id"));
 			dc->path = keep(json_object_get(d, "path_on_host"));
 			dc->read_only = json_is_true(json_object_get(d, "is_read_only"));
@@ -267,10 +278,10 @@ static int devices_config(struct reply *r)
 	const json_t *n;
 	json_array_foreach(nics, i, n) {
 		const char *id = json_string_value(json_object_get(n, "iface_id"));
-		if (limits(n, "rx_rate_limiter") || limits(n, "tx_rate_limiter"))
-			return fault(r, "Network interface '%s': rate limiters are not supported by kite yet.", id);
 		struct net_config *nc = &c->nics[c->nr_nics];
 		memset(nc, 0, sizeof(*nc));
+		rl_from_json(n, "rx_rate_limiter", &nc->rx_rl);
+		rl_from_json(n, "tx_rate_limiter", &nc->tx_rl);
 		const char *mac = json_string_value(json_object_get(n, "guest_mac"));
 		if (mac) {
 			if (parse_mac(mac, nc->mac) < 0)
@@ -297,8 +308,7 @@ static int devices_config(struct reply *r)
 	}
 	const json_t *ent = json_object_get(ctl.config, "entropy");
 	if (ent) {
-		if (limits(ent, "rate_limiter"))
-			return fault(r, "Entropy device: rate limiters are not supported by kite yet.");
+		rl_from_json(ent, "rate_limiter", &c->rng_rl);
 		c->rng = true;
 	}
 	const json_t *bal = json_object_get(ctl.config, "balloon");

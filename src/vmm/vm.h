@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "stats/stats.h"
+#include "util/ratelimit.h"
 #include "vmm/seccomp.h"
 #include "util/log.h"
 #include "vmm/bus.h"
@@ -26,6 +27,7 @@ struct disk_config {
 	const char *path;   /* raw image */
 	bool read_only;
 	const char *serial; /* GET_ID answer (<= 20 bytes); the id when NULL */
+	struct rl_config rl; /* rate_limiter: bytes and operations */
 	char auto_id[16];   /* storage for a made-up id */
 };
 
@@ -35,6 +37,7 @@ struct net_config {
 	const char *tap;    /* host TAP device name */
 	uint8_t mac[6];
 	bool has_mac;       /* else the device makes one up */
+	struct rl_config rx_rl, tx_rl; /* rx_rate_limiter, tx_rate_limiter */
 	char auto_id[16];
 };
 
@@ -72,6 +75,7 @@ struct vm_config {
 	unsigned nr_nics;
 	struct vsock_config vsock;
 	bool rng;
+	struct rl_config rng_rl;   /* PUT /entropy rate_limiter */
 	struct balloon_config balloon;
 	struct timespec exec_time; /* when the process started: boot timer reference */
 };

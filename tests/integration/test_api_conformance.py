@@ -648,28 +648,39 @@ def test_entropy_device_starts_with_the_vm(spawn):
 
 
 @needs_kvm
-@pytest.mark.parametrize("method, path, body, words", [
-    ("PUT", "/entropy", {"rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}},
-     "rate limiters are not supported"),
-    ("PUT", "/drives/rootfs", {"drive_id": "rootfs", "is_root_device": False, "path_on_host": "/dev/null",
-                               "socket": "/tmp/vhost.sock"}, "vhost-user"),
-    ("PUT", "/drives/rootfs", {"drive_id": "rootfs", "is_root_device": False, "path_on_host": "/dev/null",
-                               "is_read_only": True,
-                               "rate_limiter": {"ops": {"size": 10, "refill_time": 100}}},
-     "rate limiters are not supported"),
-    ("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap0",
-                                         "tx_rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1}}},
-     "rate limiters are not supported"),
-], ids=["entropy-limit", "vhost-user", "drive-limit", "net-limit"])
-def test_device_configs_kite_cannot_honour_refuse_the_start(spawn, method, path, body, words):
+def test_vhost_user_drive_refuses_the_start(spawn):
     k = spawn()
-    assert k.req(method, path, body).status == 204
+    body = {"drive_id": "rootfs", "is_root_device": False, "path_on_host": "/dev/null", "socket": "/tmp/vhost.sock"}
+    assert k.req("PUT", "/drives/rootfs", body).status == 204
     assert k.req("PUT", "/boot-source", {"kernel_image_path": str(GUESTS / "idle.elf")}).status == 204
     r = k.req("PUT", "/actions", {"action_type": "InstanceStart"})
     assert r.status == 400, r
-    assert words in r.fault
+    assert "vhost-user" in r.fault
     assert k.req("GET", "/").json["state"] == "Not started"
     assert k.stdout() == ""
+
+
+@needs_kvm
+def test_rate_limited_entropy_device_starts(spawn):
+    k = spawn()
+    rl = {"bandwidth": {"size": 4096, "one_time_burst": 0, "refill_time": 100}, "ops": {"size": 10, "refill_time": 1000}}
+    assert k.req("PUT", "/entropy", {"rate_limiter": rl}).status == 204
+    _boot(k)
+    k.wait_console("idle guest up")
+    assert k.req("GET", "/").json["state"] == "Running"
+    assert k.req("GET", "/vm/config").json["entropy"]["rate_limiter"] == rl
+
+
+@pytest.mark.parametrize("body", [
+    {"rate_limiter": {"bandwidth": {"size": -1, "refill_time": 100}}},
+    {"rate_limiter": {"ops": {"size": 10, "refill_time": -5}}},
+    {"rate_limiter": {"ops": {"size": 10}}},
+], ids=["negative-size", "negative-refill", "no-refill-time"])
+def test_bad_rate_limiters_are_refused(spawn, body):
+    k = spawn()
+    r = k.req("PUT", "/entropy", body)
+    assert r.status == 400, r
+    assert r.fault
 
 
 @needs_kvm
