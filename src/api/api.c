@@ -20,6 +20,7 @@
 #include "stats/stats.h"
 #include "util/devopts.h"
 #include "util/log.h"
+#include "virtio/net.h"
 #include "virtio/balloon.h"
 #include "vmm/machine.h"
 
@@ -502,6 +503,15 @@ static int h_put_net(const json_t *b, const char *id, struct reply *r)
 
 static int h_patch_net(const json_t *b, const char *id, struct reply *r)
 {
+	/* The running interface first: nothing is recorded that did not apply. */
+	if (ctl.state != NOT_STARTED) {
+		struct rl_config rx, tx;
+		rl_from_json(b, "rx_rate_limiter", &rx);
+		rl_from_json(b, "tx_rate_limiter", &tx);
+		if (net_set_rate_limiters(&ctl.vm, id, json_object_get(b, "rx_rate_limiter") ? &rx : NULL,
+					  json_object_get(b, "tx_rate_limiter") ? &tx : NULL) < 0)
+			return fault(r, "Network interface '%s' does not exist.", id);
+	}
 	return patch_keyed("network-interfaces", "iface_id", id, b, r);
 }
 
