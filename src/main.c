@@ -34,6 +34,7 @@ static void usage(FILE *f)
 		"                [--disk PATH[,ro][,id=NAME][,serial=S]]... [--net tap=NAME[,mac=MAC][,id=NAME]]...\n"
 		"                [--vsock cid=N,uds=PATH] [--rng] [--balloon MiB[,deflate-on-oom][,stats=S]]\n"
 		"                [--stats-file PATH] [--no-exit-stats] [--no-seccomp | --seccomp-filter FILE]\n"
+		"                [--huge-pages none|2M|thp] [--ksm]\n"
 		"       kite stat --api-sock PATH [--api-sock PATH]... [--interval S] [--count N]\n"
 		"                 [--format text|json|prometheus]\n"
 		"\n"
@@ -108,7 +109,8 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
 	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
-	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS, OPT_NO_SECCOMP, OPT_SECCOMP_FILTER };
+	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS, OPT_NO_SECCOMP, OPT_SECCOMP_FILTER,
+	       OPT_HUGE_PAGES, OPT_KSM };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -129,6 +131,8 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"no-exit-stats", no_argument, NULL, OPT_NO_EXIT_STATS},
 		{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
 		{"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
+		{"huge-pages", required_argument, NULL, OPT_HUGE_PAGES},
+		{"ksm", no_argument, NULL, OPT_KSM},
 		{NULL, 0, NULL, 0},
 	};
 	opterr = 0;
@@ -211,6 +215,19 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 			if (seccomp_opt(&cfg->seccomp, c == OPT_NO_SECCOMP ? NULL : optarg) < 0)
 				return KITE_EXIT_USAGE;
 			break;
+		case OPT_HUGE_PAGES:
+			if (strcmp(optarg, "none") == 0)
+				cfg->huge_pages = GMEM_ANON;
+			else if (strcmp(optarg, "2M") == 0)
+				cfg->huge_pages = GMEM_HUGETLB;
+			else if (strcmp(optarg, "thp") == 0)
+				cfg->huge_pages = GMEM_THP;
+			else
+				return usage_error("--huge-pages '%s': expected none, 2M or thp", optarg);
+			break;
+		case OPT_KSM:
+			cfg->ksm = true;
+			break;
 		case OPT_BALLOON:
 			if (devopt_balloon(optarg, cfg, msg, sizeof(msg)) < 0)
 				return usage_error("%s", msg);
@@ -235,6 +252,8 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (!cfg->kernel)
 		return usage_error("%s", "--kernel is required");
+	if (cfg->huge_pages == GMEM_HUGETLB && cfg->mem_mib % 2)
+		return usage_error("%s", "--huge-pages 2M needs --mem in whole 2 MiB pages (an even number of MiB)");
 	return 0;
 }
 

@@ -109,8 +109,8 @@ static int check_machine_config(const json_t *mc, struct reply *r)
 	if (json_is_true(json_object_get(mc, "smt")))
 		return fault(r, "SMT is not supported by kite: every vCPU is a core of its own.");
 	const char *hp = json_string_value(json_object_get(mc, "huge_pages"));
-	if (hp && strcmp(hp, "None") != 0)
-		return fault(r, "huge_pages '%s' is not supported by kite yet.", hp);
+	if (hp && strcmp(hp, "2M") == 0 && mem % 2)
+		return fault(r, "huge_pages 2M needs mem_size_mib in whole 2 MiB pages: %lld is odd.", (long long)mem);
 	const char *tmpl = json_string_value(json_object_get(mc, "cpu_template"));
 	if (tmpl && strcmp(tmpl, "None") != 0)
 		return fault(r, "CPU template '%s' is not supported by kite; use PUT /cpu-config.", tmpl);
@@ -362,6 +362,8 @@ static int build_vm_config(struct reply *r)
 	c->cmdline = root_args(args ? args : DEFAULT_BOOT_ARGS);
 	c->cpus = (unsigned)json_integer_value(json_object_get(mc, "vcpu_count"));
 	c->mem_mib = (uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib"));
+	const char *hp = json_string_value(json_object_get(mc, "huge_pages"));
+	c->huge_pages = hp && strcmp(hp, "2M") == 0 ? GMEM_HUGETLB : GMEM_ANON;
 	const json_t *serial = json_object_get(ctl.config, "serial");
 	const char *out = json_string_value(json_object_get(serial, "serial_out_path"));
 	c->serial = out ? SERIAL_FILE : SERIAL_STDIO;

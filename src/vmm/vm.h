@@ -68,6 +68,8 @@ struct vm_config {
 	bool test_device;
 	bool no_exit_stats;        /* benchmarking: no per-exit timing */
 	struct seccomp_opts seccomp; /* after set-up: default filter, none, or a file */
+	enum gmem_backing huge_pages; /* --huge-pages / machine-config huge_pages */
+	bool ksm;                  /* --ksm: guest RAM MADV_MERGEABLE */
 	const char *stats_path;    /* write the final /stats JSON here at exit */
 	struct disk_config disks[KITE_MAX_DISKS];
 	unsigned nr_disks;
