@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "util/devopts.h"
 #include "util/log.h"
 #include "vmm/machine.h"
 
@@ -28,6 +29,8 @@ static void usage(FILE *f)
 		"       kite run --kernel PATH [--initrd PATH] [--cmdline \"...\"] [--cpus N]\n"
 		"                [--mem MiB] [--serial stdio|none|PATH] [--boot-timer]\n"
 		"                [--level error|warning|info|debug] [--test-device]\n"
+		"                [--disk PATH[,ro][,id=NAME][,serial=S]]... [--net tap=NAME[,mac=MAC][,id=NAME]]...\n"
+		"                [--vsock cid=N,uds=PATH] [--rng] [--balloon MiB[,deflate-on-oom][,stats=S]]\n"
 		"\n"
 		"The first form is Firecracker's: an HTTP API on a Unix socket (default\n"
 		DEFAULT_API_SOCK ") and/or a JSON --config-file. `kite run` boots directly.\n"
@@ -78,7 +81,8 @@ static int parse_u64(const char *s, uint64_t *out)
 static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
-	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP };
+	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
+	       OPT_RNG, OPT_BALLOON };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -90,12 +94,18 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"test-device", no_argument, NULL, OPT_TEST_DEVICE},
 		{"level", required_argument, NULL, OPT_LEVEL},
 		{"help", no_argument, NULL, OPT_HELP},
+		{"disk", required_argument, NULL, OPT_DISK},
+		{"net", required_argument, NULL, OPT_NET},
+		{"vsock", required_argument, NULL, OPT_VSOCK},
+		{"rng", no_argument, NULL, OPT_RNG},
+		{"balloon", required_argument, NULL, OPT_BALLOON},
 		{NULL, 0, NULL, 0},
 	};
 	opterr = 0;
 	optind = 1;
 	int c;
 	uint64_t v;
+	char msg[256];
 	/* Leading ':' tells a missing value (':') from an unknown option ('?'). */
 	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (c) {
@@ -143,6 +153,25 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		case OPT_HELP:
 			usage(stdout);
 			exit(0);
+		case OPT_DISK:
+			if (devopt_disk(optarg, cfg, msg, sizeof(msg)) < 0)
+				return usage_error("%s", msg);
+			break;
+		case OPT_NET:
+			if (devopt_net(optarg, cfg, msg, sizeof(msg)) < 0)
+				return usage_error("%s", msg);
+			break;
+		case OPT_VSOCK:
+			if (devopt_vsock(optarg, cfg, msg, sizeof(msg)) < 0)
+				return usage_error("%s", msg);
+			break;
+		case OPT_RNG:
+			cfg->rng = true;
+			break;
+		case OPT_BALLOON:
+			if (devopt_balloon(optarg, cfg, msg, sizeof(msg)) < 0)
+				return usage_error("%s", msg);
+			break;
 		case ':':
 			return usage_error("option '%s' needs a value", argv[optind - 1]);
 		default: {

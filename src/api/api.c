@@ -17,6 +17,7 @@
 #include "api/metrics.h"
 #include "api/schema.h"
 #include "devices/i8042.h"
+#include "util/devopts.h"
 #include "util/log.h"
 #include "vmm/machine.h"
 
@@ -196,20 +197,147 @@ static char *dup_or_null(const json_t *v)
 	return s ? strdup(s) : NULL;
 }
 
+/* Strings the device configuration took from the JSON: copies, so PATCHes of
+ * the JSON after boot never pull them from under a device. */
+static char *owned[4 * (KITE_MAX_DISKS + KITE_MAX_NICS) + 4];
+static unsigned nr_owned;
+
+static const char *keep(const json_t *v)
+{
+	const char *s = json_string_value(v);
+	if (!s || nr_owned >= sizeof(owned) / sizeof(owned[0]))
+		return NULL;
+	return owned[nr_owned++] = strdup(s);
+}
+
+/* A rate limiter with a bucket set asks for something kite does not do yet. */
+static bool limits(const json_t *obj, const char *key)
+{
+	const json_t *rl = json_object_get(obj, key);
+	return json_is_object(rl) && (json_is_object(json_object_get(rl, "bandwidth")) ||
+				      json_is_object(json_object_get(rl, "ops")));
+}
+
+/* Drives (the root device first, as /dev/vda), network interfaces, vsock,
+ * entropy and balloon from the JSON into ctl.cfg. */
+static int devices_config(struct reply *r)
+{
+	struct vm_config *c = &ctl.cfg;
+	for (unsigned i = 0; i < nr_owned; i++)
+		free(owned[i]);
+	nr_owned = 0;
+	c->nr_disks = c->nr_nics = 0;
+	c->vsock.enabled = c->rng = c->balloon.enabled = false;
+
+	const json_t *drives = json_object_get(ctl.config, "drives");
+	if (json_array_size(drives) > KITE_MAX_DISKS)
+		return fault(r, "Too many drives: kite supports %d.", KITE_MAX_DISKS);
+	size_t roots = 0, k;
+	const json_t *dr;
+	json_array_foreach(drives, k, dr) roots += json_is_true(json_object_get(dr, "is_root_device"));
+	if (roots > 1)
+		return fault(r, "A root block device already exists: only one drive may have is_root_device.");
+	for (int pass = 0; pass < 2; pass++) {
+		size_t i;
+		const json_t *d;
+		json_array_foreach(drives, i, d) {
+			bool root = json_is_true(json_object_get(d, "is_root_device"));
+			if (root != (pass == 0))
+				continue;
+			const char *id = json_string_value(json_object_get(d, "drive_id"));
+			if (json_object_get(d, "socket") && !json_is_null(json_object_get(d, "socket")))
+				return fault(r, "Drive '%s': vhost-user block devices (socket) are not supported.", id);
+			if (!json_string_value(json_object_get(d, "path_on_host")))
+				return fault(r, "Drive '%s': path_on_host is required.", id);
+			if (limits(d, "rate_limiter"))
+				return fault(r, "Drive '%s': rate limiters are not supported by kite yet.", id);
+			struct disk_config *dc = &c->disks[c->nr_disks++];
+			memset(dc, 0, sizeof(*dc));
+			dc->id = keep(json_object_get(d, "drive_id"));
+			dc->path = keep(json_object_get(d, "path_on_host"));
+			dc->read_only = json_is_true(json_object_get(d, "is_read_only"));
+		}
+	}
+	const json_t *nics = json_object_get(ctl.config, "network-interfaces");
+	if (json_array_size(nics) > KITE_MAX_NICS)
+		return fault(r, "Too many network interfaces: kite supports %d.", KITE_MAX_NICS);
+	size_t i;
+	const json_t *n;
+	json_array_foreach(nics, i, n) {
+		const char *id = json_string_value(json_object_get(n, "iface_id"));
+		if (limits(n, "rx_rate_limiter") || limits(n, "tx_rate_limiter"))
+			return fault(r, "Network interface '%s': rate limiters are not supported by kite yet.", id);
+		struct net_config *nc = &c->nics[c->nr_nics];
+		memset(nc, 0, sizeof(*nc));
+		const char *mac = json_string_value(json_object_get(n, "guest_mac"));
+		if (mac) {
+			if (parse_mac(mac, nc->mac) < 0)
+				return fault(r, "Network interface '%s': invalid guest_mac '%s'.", id, mac);
+			nc->has_mac = true;
+		}
+		const char *tap = json_string_value(json_object_get(n, "host_dev_name"));
+		for (unsigned j = 0; j < c->nr_nics && tap; j++)
+			if (strcmp(c->nics[j].tap, tap) == 0)
+				return fault(r, "Network interface '%s': host_dev_name '%s' is used twice.", id,
+					     c->nics[j].tap);
+		nc->id = keep(json_object_get(n, "iface_id"));
+		nc->tap = keep(json_object_get(n, "host_dev_name"));
+		c->nr_nics++;
+	}
+	const json_t *vs = json_object_get(ctl.config, "vsock");
+	if (vs) {
+		json_int_t cid = json_integer_value(json_object_get(vs, "guest_cid"));
+		if (cid < 3 || cid > UINT32_MAX)
+			return fault(r, "Invalid vsock guest_cid %lld: expected 3 to 4294967295.", (long long)cid);
+		c->vsock.enabled = true;
+		c->vsock.cid = (uint32_t)cid;
+		c->vsock.uds_path = keep(json_object_get(vs, "uds_path"));
+	}
+	const json_t *ent = json_object_get(ctl.config, "entropy");
+	if (ent) {
+		if (limits(ent, "rate_limiter"))
+			return fault(r, "Entropy device: rate limiters are not supported by kite yet.");
+		c->rng = true;
+	}
+	const json_t *bal = json_object_get(ctl.config, "balloon");
+	if (bal) {
+		c->balloon.enabled = true;
+		c->balloon.target_mib = (uint32_t)json_integer_value(json_object_get(bal, "amount_mib"));
+		c->balloon.deflate_on_oom = json_is_true(json_object_get(bal, "deflate_on_oom"));
+		c->balloon.stats_interval_s =
+			(uint32_t)json_integer_value(json_object_get(bal, "stats_polling_interval_s"));
+	}
+	return 0;
+}
+
+/* Like Firecracker: a root drive adds root=/dev/vda (or root=PARTUUID=...) and
+ * ro/rw to the boot arguments. */
+static char *root_args(const char *args)
+{
+	const json_t *drives = json_object_get(ctl.config, "drives");
+	size_t i;
+	const json_t *d;
+	json_array_foreach(drives, i, d) {
+		if (!json_is_true(json_object_get(d, "is_root_device")))
+			continue;
+		const char *uuid = json_string_value(json_object_get(d, "partuuid"));
+		bool ro = json_is_true(json_object_get(d, "is_read_only"));
+		char *out = NULL;
+		if (asprintf(&out, "%s root=%s%s %s", args, uuid ? "PARTUUID=" : "/dev/vda", uuid ? uuid : "",
+			     ro ? "ro" : "rw") < 0)
+			return NULL;
+		return out;
+	}
+	return strdup(args);
+}
+
 static int build_vm_config(struct reply *r)
 {
 	const json_t *bs = json_object_get(ctl.config, "boot-source");
 	if (!bs)
 		return fault(r, "Cannot start microvm without kernel configuration.");
-	static const char *const later[] = {"drives", "network-interfaces"};
-	for (unsigned i = 0; i < 2; i++)
-		if (json_array_size(json_object_get(ctl.config, later[i])))
-			return fault(r, "%s are not available in this kite build yet (virtio devices).", later[i]);
-	static const char *const later_obj[] = {"vsock", "entropy", "balloon"};
-	for (unsigned i = 0; i < 3; i++)
-		if (json_object_get(ctl.config, later_obj[i]))
-			return fault(r, "The %s device is not available in this kite build yet.", later_obj[i]);
-
+	if (devices_config(r) < 0)
+		return -1;
 	const json_t *mc = machine_config();
 	struct vm_config *c = &ctl.cfg;
 	free((char *)c->kernel);
@@ -218,7 +346,7 @@ static int build_vm_config(struct reply *r)
 	c->kernel = dup_or_null(json_object_get(bs, "kernel_image_path"));
 	c->initrd = dup_or_null(json_object_get(bs, "initrd_path"));
 	const char *args = json_string_value(json_object_get(bs, "boot_args"));
-	c->cmdline = strdup(args ? args : DEFAULT_BOOT_ARGS);
+	c->cmdline = root_args(args ? args : DEFAULT_BOOT_ARGS);
 	c->cpus = (unsigned)json_integer_value(json_object_get(mc, "vcpu_count"));
 	c->mem_mib = (uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib"));
 	const json_t *serial = json_object_get(ctl.config, "serial");

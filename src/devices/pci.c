@@ -24,15 +24,70 @@ void pci_bus_init(struct pci_bus *b)
 	b->slot[0] = h;
 }
 
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)v);
+	put16(p + 2, (uint16_t)(v >> 16));
+}
+
 int pci_bus_add(struct pci_bus *b, struct pci_dev *d)
 {
-	for (int i = 1; i < PCI_SLOTS; i++) {
-		if (!b->slot[i]) {
-			b->slot[i] = d;
-			return i;
+	int slot = -1;
+	for (int i = 1; i < PCI_SLOTS && slot < 0; i++)
+		if (!b->slot[i])
+			slot = i;
+	if (slot < 0)
+		return -1;
+	if (!b->next_bar)
+		b->next_bar = LAYOUT_PCI_BARS;
+	uint64_t at = b->next_bar;
+	for (unsigned i = 0; i < PCI_BARS; i++) {
+		uint32_t size = d->bar_size[i];
+		if (!size)
+			continue;
+		at = (at + size - 1) & ~(uint64_t)(size - 1);
+		if (at + size > LAYOUT_PCI_MMIO32_END)
+			return -1;
+		/* 32-bit, non-prefetchable memory BAR: the low 4 bits are read-only 0. */
+		put32(d->cfg + PCI_BAR0 + 4 * i, (uint32_t)at);
+		put32(d->wmask + PCI_BAR0 + 4 * i, ~(size - 1));
+		at += size;
+	}
+	b->next_bar = at;
+	b->slot[slot] = d;
+	return slot;
+}
+
+uint32_t pci_bar_addr(const struct pci_dev *d, unsigned bar)
+{
+	return get32(d->cfg + PCI_BAR0 + 4 * bar) & ~0xfu;
+}
+
+struct pci_dev *pci_bar_find(struct pci_bus *b, uint64_t addr, unsigned *bar, uint64_t *off)
+{
+	struct pci_dev *found = NULL;
+	pthread_mutex_lock(&b->lock);
+	for (int s = 1; s < PCI_SLOTS && !found; s++) {
+		struct pci_dev *d = b->slot[s];
+		if (!d || !(d->cfg[0x04] & PCI_CMD_MEMORY))
+			continue;
+		for (unsigned i = 0; i < PCI_BARS; i++) {
+			uint64_t base = pci_bar_addr(d, i);
+			if (d->bar_size[i] && addr >= base && addr - base < d->bar_size[i]) {
+				*bar = i;
+				*off = addr - base;
+				found = d;
+				break;
+			}
 		}
 	}
-	return -1;
+	pthread_mutex_unlock(&b->lock);
+	return found;
 }
 
 /* The addressed device and register, or NULL for nothing there. */
@@ -112,6 +167,29 @@ static void pci_write(void *o, uint64_t off, const uint8_t *data, unsigned size)
 
 static const struct bus_ops pci_ops = {.read = pci_read, .write = pci_write};
 
+/* The 32-bit BAR window: one bus range, routed to whichever BAR holds the
+ * address now, so the guest may move BARs while vCPUs run. */
+static void window_read(void *o, uint64_t off, uint8_t *data, unsigned size)
+{
+	unsigned bar;
+	uint64_t at;
+	struct pci_dev *d = pci_bar_find(o, LAYOUT_PCI_MMIO32 + off, &bar, &at);
+	memset(data, 0xff, size);
+	if (d && d->ops && d->ops->bar_read && at + size <= d->bar_size[bar])
+		d->ops->bar_read(d, bar, at, data, size);
+}
+
+static void window_write(void *o, uint64_t off, const uint8_t *data, unsigned size)
+{
+	unsigned bar;
+	uint64_t at;
+	struct pci_dev *d = pci_bar_find(o, LAYOUT_PCI_MMIO32 + off, &bar, &at);
+	if (d && d->ops && d->ops->bar_write && at + size <= d->bar_size[bar])
+		d->ops->bar_write(d, bar, at, data, size);
+}
+
+static const struct bus_ops window_ops = {.read = window_read, .write = window_write};
+
 static int pci_create(struct vm *vm, struct kite_err *err)
 {
 	pci_bus_init(&pci0);
@@ -119,6 +197,10 @@ static int pci_create(struct vm *vm, struct kite_err *err)
 	pci0.reset_ctx = vm;
 	if (bus_register(&vm->pio, PORT_PCI_CONFIG_ADDR, 8, &pci_ops, &pci0, "pci-config") < 0)
 		return err_set(err, KITE_EXIT_ERROR, "pci: port range busy");
+	if (bus_register(&vm->mmio, LAYOUT_PCI_MMIO32, LAYOUT_PCI_MMIO32_END - LAYOUT_PCI_MMIO32,
+			 &window_ops, &pci0, "pci-bars") < 0)
+		return err_set(err, KITE_EXIT_ERROR, "pci: BAR window busy");
+	vm->pci = &pci0;
 	return 0;
 }
 

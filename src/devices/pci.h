@@ -11,14 +11,23 @@
 
 struct pci_dev;
 
+#define PCI_BARS 6
+#define PCI_CMD_MEMORY 0x2
+#define PCI_BAR0 0x10
+
 struct pci_dev_ops {
-	/* Optional hooks after the generic config-space access. */
+	/* Optional hook after the generic config-space access (bus lock held). */
 	void (*cfg_write)(struct pci_dev *d, unsigned off, uint32_t value, unsigned size);
+	/* Accesses to a memory BAR while memory decoding is on; off < bar size.
+	 * Called without the bus lock. */
+	void (*bar_read)(struct pci_dev *d, unsigned bar, uint64_t off, uint8_t *data, unsigned size);
+	void (*bar_write)(struct pci_dev *d, unsigned bar, uint64_t off, const uint8_t *data, unsigned size);
 };
 
 struct pci_dev {
 	uint8_t cfg[PCI_CFG_SIZE];
 	uint8_t wmask[PCI_CFG_SIZE]; /* bits the guest may change */
+	uint32_t bar_size[PCI_BARS]; /* 32-bit memory BARs: power of two >= 16, 0 = none */
 	const struct pci_dev_ops *ops;
 	void *opaque;
 };
@@ -30,11 +39,19 @@ struct pci_bus {
 	struct pci_dev host_bridge;
 	void (*reset)(void *ctx); /* 0xCF9 reset control */
 	void *reset_ctx;
+	uint64_t next_bar; /* where the next BAR is placed (the "firmware" assignment) */
 };
 
 void pci_bus_init(struct pci_bus *b);
-/* Returns the slot used, or -1 if none is free. */
+/* Returns the slot used, or -1 if none is free or the BARs do not fit the
+ * 32-bit window. Memory BARs (bar_size set) get addresses in the window, as
+ * firmware would assign them; the guest may move them. */
 int pci_bus_add(struct pci_bus *b, struct pci_dev *d);
+/* Current guest-physical address of a memory BAR (the guest may be sizing it). */
+uint32_t pci_bar_addr(const struct pci_dev *d, unsigned bar);
+/* The device whose enabled memory BAR holds addr, with the BAR index and the
+ * offset in it; NULL for none. */
+struct pci_dev *pci_bar_find(struct pci_bus *b, uint64_t addr, unsigned *bar, uint64_t *off);
 /* Access through the 0xCF8..0xCFF window; offset is relative to 0xCF8. */
 void pci_io_read(struct pci_bus *b, unsigned offset, uint8_t *data, unsigned size);
 void pci_io_write(struct pci_bus *b, unsigned offset, const uint8_t *data, unsigned size);

@@ -150,6 +150,8 @@ void vm_destroy(struct vm *vm)
 	vm->vcpus = NULL;
 	free(vm->supported_cpuid);
 	vm->supported_cpuid = NULL;
+	free(vm->routing);
+	vm->routing = NULL;
 	gmem_free(&vm->mem);
 	bus_free(&vm->pio);
 	bus_free(&vm->mmio);
@@ -185,6 +187,81 @@ void vm_irq_set(struct vm *vm, unsigned gsi, int level)
 	struct kvm_irq_level irq = {.irq = gsi, .level = (uint32_t)level};
 	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
 		log_debug("KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
+}
+
+/* KVM_SET_GSI_ROUTING replaces the whole table, KVM_CREATE_IRQCHIP's default
+ * included, so the table starts as that default: GSI 0-15 to the PICs and the
+ * IOAPIC, 16-23 to the IOAPIC only. MSI routes follow, one per GSI from 24. */
+#define GSI_IOAPIC_PINS 24
+#define GSI_MAX 1024
+
+static int routing_init(struct vm *vm)
+{
+	size_t sz = sizeof(struct kvm_irq_routing) + GSI_MAX * sizeof(struct kvm_irq_routing_entry);
+	struct kvm_irq_routing *r = calloc(1, sz);
+	if (!r)
+		return -1;
+	for (unsigned gsi = 0; gsi < GSI_IOAPIC_PINS; gsi++) {
+		if (gsi < 16) {
+			struct kvm_irq_routing_entry *e = &r->entries[r->nr++];
+			e->gsi = gsi;
+			e->type = KVM_IRQ_ROUTING_IRQCHIP;
+			e->u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+			e->u.irqchip.pin = gsi % 8;
+		}
+		struct kvm_irq_routing_entry *e = &r->entries[r->nr++];
+		e->gsi = gsi;
+		e->type = KVM_IRQ_ROUTING_IRQCHIP;
+		e->u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+		e->u.irqchip.pin = gsi;
+	}
+	vm->routing = r;
+	vm->next_gsi = GSI_IOAPIC_PINS;
+	return 0;
+}
+
+int vm_gsi_alloc(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->gsi_lock);
+	int gsi = -1;
+	if (!vm->routing && routing_init(vm) < 0)
+		goto out;
+	if (vm->next_gsi >= GSI_MAX || vm->routing->nr >= GSI_MAX)
+		goto out;
+	gsi = (int)vm->next_gsi++;
+	/* An MSI route that goes nowhere until the guest programs it. */
+	struct kvm_irq_routing_entry *e = &vm->routing->entries[vm->routing->nr++];
+	memset(e, 0, sizeof(*e));
+	e->gsi = (uint32_t)gsi;
+	e->type = KVM_IRQ_ROUTING_MSI;
+out:
+	pthread_mutex_unlock(&vm->gsi_lock);
+	return gsi;
+}
+
+int vm_gsi_set_msi(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data)
+{
+	int r = -1;
+	pthread_mutex_lock(&vm->gsi_lock);
+	for (uint32_t i = 0; vm->routing && i < vm->routing->nr; i++) {
+		struct kvm_irq_routing_entry *e = &vm->routing->entries[i];
+		if (e->gsi != gsi || e->type != KVM_IRQ_ROUTING_MSI)
+			continue;
+		if (e->u.msi.address_lo == (uint32_t)addr && e->u.msi.address_hi == (uint32_t)(addr >> 32) &&
+		    e->u.msi.data == data) {
+			r = 0; /* unchanged: no table reload */
+			break;
+		}
+		e->u.msi.address_lo = (uint32_t)addr;
+		e->u.msi.address_hi = (uint32_t)(addr >> 32);
+		e->u.msi.data = data;
+		r = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, vm->routing);
+		if (r < 0)
+			log_warn("KVM_SET_GSI_ROUTING: %s", strerror(errno));
+		break;
+	}
+	pthread_mutex_unlock(&vm->gsi_lock);
+	return r < 0 ? -1 : 0;
 }
 
 uint64_t vm_uptime_us(const struct vm *vm)

@@ -24,6 +24,7 @@ struct disk_config {
 	const char *path;   /* raw image */
 	bool read_only;
 	const char *serial; /* GET_ID answer (<= 20 bytes); the id when NULL */
+	char auto_id[16];   /* storage for a made-up id */
 };
 
 /* --net tap=NAME[,mac=MAC][,id=NAME] / PUT /network-interfaces/{id}. */
@@ -32,6 +33,7 @@ struct net_config {
 	const char *tap;    /* host TAP device name */
 	uint8_t mac[6];
 	bool has_mac;       /* else the device makes one up */
+	char auto_id[16];
 };
 
 /* --vsock cid=N,uds=PATH / PUT /vsock. */
@@ -104,6 +106,11 @@ struct vm {
 	struct pci_bus *pci;               /* bus 0, set by the pci device */
 	struct virtio_dev *virtio[32];     /* in creation order */
 	unsigned nr_virtio;
+	/* GSI routing: KVM's default irqchip routes plus one MSI route per
+	 * allocated GSI (MSI-X vectors behind irqfds). Under gsi_lock. */
+	pthread_mutex_t gsi_lock;
+	struct kvm_irq_routing *routing;
+	unsigned next_gsi;
 	struct vcpu *vcpus;
 	unsigned nr_vcpus;
 	struct kvm_cpuid2 *supported_cpuid;
@@ -131,6 +138,10 @@ bool vm_stopping(struct vm *vm);
 
 /* Drives a GSI line of the in-kernel IOAPIC/PIC. */
 void vm_irq_set(struct vm *vm, unsigned gsi, int level);
+/* A fresh GSI above the IOAPIC's pins for an MSI route, or -1 when none is left. */
+int vm_gsi_alloc(struct vm *vm);
+/* Points an allocated GSI at an MSI message (address, data). 0 or -1. */
+int vm_gsi_set_msi(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
 
 int vcpus_create(struct vm *vm, struct kite_err *err);
 int vcpus_start(struct vm *vm, struct kite_err *err);

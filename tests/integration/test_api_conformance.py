@@ -638,22 +638,50 @@ def test_instance_start_with_a_missing_kernel_then_a_good_one(spawn):
 
 
 @needs_kvm
-@pytest.mark.parametrize("method, path, body", [
-    ("PUT", "/drives/rootfs", {"drive_id": "rootfs", "is_root_device": True, "path_on_host": "/dev/null"}),
-    ("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap0"}),
-    ("PUT", "/vsock", {"guest_cid": 3, "uds_path": "v.sock"}),
-    ("PUT", "/entropy", {}),
-    ("PUT", "/balloon", {"amount_mib": 0, "deflate_on_oom": False}),
-], ids=lambda v: v if isinstance(v, str) and v.startswith("/") else None)
-def test_devices_not_available_yet_refuse_the_start(spawn, method, path, body):
+def test_entropy_device_starts_with_the_vm(spawn):
+    k = spawn()
+    assert k.req("PUT", "/entropy", {}).status == 204
+    _boot(k)
+    k.wait_console("idle guest up")
+    assert k.req("GET", "/").json["state"] == "Running"
+    assert k.req("GET", "/vm/config").json["entropy"] == {}
+
+
+@needs_kvm
+@pytest.mark.parametrize("method, path, body, words", [
+    ("PUT", "/entropy", {"rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}},
+     "rate limiters are not supported"),
+    ("PUT", "/drives/rootfs", {"drive_id": "rootfs", "is_root_device": False, "path_on_host": "/dev/null",
+                               "socket": "/tmp/vhost.sock"}, "vhost-user"),
+    ("PUT", "/drives/rootfs", {"drive_id": "rootfs", "is_root_device": False, "path_on_host": "/dev/null",
+                               "is_read_only": True,
+                               "rate_limiter": {"ops": {"size": 10, "refill_time": 100}}},
+     "rate limiters are not supported"),
+    ("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap0",
+                                         "tx_rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1}}},
+     "rate limiters are not supported"),
+], ids=["entropy-limit", "vhost-user", "drive-limit", "net-limit"])
+def test_device_configs_kite_cannot_honour_refuse_the_start(spawn, method, path, body, words):
     k = spawn()
     assert k.req(method, path, body).status == 204
     assert k.req("PUT", "/boot-source", {"kernel_image_path": str(GUESTS / "idle.elf")}).status == 204
     r = k.req("PUT", "/actions", {"action_type": "InstanceStart"})
     assert r.status == 400, r
-    assert "not available" in r.fault
+    assert words in r.fault
     assert k.req("GET", "/").json["state"] == "Not started"
     assert k.stdout() == ""
+
+
+@needs_kvm
+def test_two_root_drives_refuse_the_start(spawn):
+    k = spawn()
+    for d in ("a", "b"):
+        body = {"drive_id": d, "is_root_device": True, "path_on_host": "/dev/null"}
+        assert k.req("PUT", "/drives/" + d, body).status == 204
+    assert k.req("PUT", "/boot-source", {"kernel_image_path": str(GUESTS / "idle.elf")}).status == 204
+    r = k.req("PUT", "/actions", {"action_type": "InstanceStart"})
+    assert r.status == 400, r
+    assert "root block device" in r.fault
 
 
 # ------------------------------------------------ every route after boot ----

@@ -66,6 +66,17 @@ echo "root:x:0:0:root:/root:/bin/sh" >"$stage/etc/passwd"
 if [ -n "$extra" ]; then
 	install -m 0755 "$extra" "$stage/lab-extra.sh"
 fi
+# The virtio drivers of the cloud kernel (modules there; ext4 and rng-core are
+# built in). /init loads the ones whose devices are on the PCI bus.
+mkdir -p "$stage/lib/modules"
+for m in drivers/virtio/virtio drivers/virtio/virtio_ring drivers/virtio/virtio_pci_modern_dev \
+	drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci drivers/char/hw_random/virtio-rng \
+	drivers/block/virtio_blk net/core/failover drivers/net/net_failover drivers/net/virtio_net \
+	net/vmw_vsock/vsock net/vmw_vsock/vmw_vsock_virtio_transport_common \
+	net/vmw_vsock/vmw_vsock_virtio_transport drivers/virtio/virtio_balloon; do
+	cp "$LAB_MODULES/kernel/$m.ko" "$stage/lib/modules/"
+done
+
 for a in "${adds[@]}"; do
 	src=${a%%:*}
 	dst=${a#*:}
@@ -86,6 +97,27 @@ mount -t sysfs sysfs /sys
 mount -t tmpfs tmpfs /tmp
 
 g() { echo "KITE-GUEST: $*"; }
+
+# virtio-pci devices (vendor 0x1af4): load the transport, then each driver.
+ids=$(cat /sys/bus/pci/devices/*/vendor /sys/bus/pci/devices/*/device 2>/dev/null | tr '\n' ' ')
+km() { for m in "$@"; do insmod /lib/modules/$m.ko 2>/dev/null || g "insmod $m failed"; done; }
+case " $ids " in *" 0x1af4 "*)
+	km virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+	case " $ids " in *" 0x1041 "*) km failover net_failover virtio_net ;; esac
+	case " $ids " in *" 0x1042 "*) km virtio_blk ;; esac
+	case " $ids " in *" 0x1044 "*) km virtio-rng ;; esac
+	case " $ids " in *" 0x1045 "*) km virtio_balloon ;; esac
+	case " $ids " in *" 0x1053 "*) km vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport ;; esac
+	g "virtio $(ls /sys/bus/virtio/devices 2>/dev/null | tr '\n' ' ')"
+	if [ -c /dev/hwrng ]; then
+		n=$(head -c 4096 /dev/hwrng | wc -c)
+		# 4096 bytes of which at least 3000 differ from zero: random, not a zeroed buffer
+		nz=$(head -c 4096 /dev/hwrng | tr -d '\000' | wc -c)
+		g "hwrng bytes=$n nonzero=$nz source=$(cat /sys/class/misc/hw_random/rng_current)"
+	fi
+	g "msix $(grep -c PCI-MSI /proc/interrupts)"
+	;;
+esac
 g "uname $(uname -a)"
 g "ncpus $(nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo)"
 g "memtotal_kb $(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"

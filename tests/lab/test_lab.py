@@ -25,6 +25,7 @@ SCENARIOS = {
     "longcmd": ["--cmdline", BASE + " " + LONG_PAD],
     "panic": ["--cmdline", BASE + " kite.action=panic"],
     "poweroff": ["--cmdline", BASE + " kite.action=poweroff"],
+    "rng": ["--rng", "--cmdline", BASE],
 }
 # Tiny guests (build/guests/NAME.elf, see tests/guests/) again on SVM: name ->
 # (extra kite arguments, exit code, a line kite must print at --level info).
@@ -189,3 +190,22 @@ def test_i8042_guest_on_svm(lab):
     text, rc = section(lab, "guest-i8042")
     assert rc == 0, text
     assert DONE in text
+
+
+def test_virtio_rng_over_pci_with_msix(lab):
+    text, rc = section(lab, "rng")
+    assert rc == 0
+    # the guest found the device on PCI, bound virtio-pci and virtio-rng
+    assert "virtio0" in guest_value(text, "virtio")
+    m = re.search(r"KITE-GUEST: hwrng bytes=(\d+) nonzero=(\d+) source=(\S+)", text)
+    assert m, "the guest has no /dev/hwrng"
+    assert int(m.group(1)) == 4096
+    assert int(m.group(2)) > 3000
+    assert m.group(3).startswith("virtio_rng")
+    # config + request queue vectors: MSI-X, not INTx
+    assert int(guest_value(text, "msix")) >= 2
+
+
+def test_no_virtio_device_unless_asked(lab):
+    text, _ = section(lab, "smp1")
+    assert "KITE-GUEST: virtio" not in text

@@ -239,6 +239,7 @@ struct aml_found {
 	int s5, s5_typ[2];
 	int com1_hid, com1_crs_io, com1_crs_irq;
 	int ps2k_hid, ps2k_crs_data, ps2k_crs_cmd, ps2k_crs_irq, ps2k_crs_io_count;
+	int pci_hid, pci_bus0, pci_mem_window, pci_io_windows;
 };
 
 static uint32_t pkg_len(const uint8_t **p, const uint8_t *end)
@@ -293,9 +294,26 @@ static void check_crs(const uint8_t *b, const uint8_t *end, const char *scope,
 		      struct aml_found *f)
 {
 	int com1 = strcmp(scope, "COM1") == 0, ps2k = strcmp(scope, "PS2K") == 0;
+	int pci = strcmp(scope, "PCI0") == 0;
 	while (b < end) {
 		uint8_t tag = *b;
-		assert_int_equal(tag & 0x80, 0); /* kite uses small resources only */
+		if (tag & 0x80) { /* large resource: le16 length */
+			assert_true(pci); /* only the PCI root bridge uses them */
+			assert_true(end - b >= 3);
+			unsigned llen = le16(b + 1);
+			assert_true((size_t)(end - b) >= 3 + llen);
+			if (tag == 0x88 && b[3] == 2) /* WordBusNumber 0..0 */
+				f->pci_bus0 = le16(b + 8) == 0 && le16(b + 10) == 0 && le16(b + 14) == 1;
+			if (tag == 0x88 && b[3] == 1) /* WordIO window */
+				f->pci_io_windows++;
+			/* DWordMemory: the BAR window, as kite's layout places BARs. */
+			if (tag == 0x87 && b[3] == 0 && le32(b + 10) == LAYOUT_PCI_MMIO32 &&
+			    le32(b + 14) == LAYOUT_PCI_MMIO32_END - 1 &&
+			    le32(b + 22) == LAYOUT_PCI_MMIO32_END - LAYOUT_PCI_MMIO32 && LAYOUT_PCI_BARS >= LAYOUT_PCI_MMIO32)
+				f->pci_mem_window = 1;
+			b += 3 + llen;
+			continue;
+		}
 		unsigned len = tag & 7;
 		assert_true((size_t)(end - b) >= 1 + len);
 		switch (tag >> 3) {
@@ -372,6 +390,12 @@ static void data_object(const uint8_t **p, const uint8_t *end, const char *name,
 			const uint8_t want[4] = {0x41, 0xd0, 0x03, 0x03};
 			assert_memory_equal(at + 1, want, 4);
 			f->ps2k_hid = 1;
+		}
+		if (strcmp(name, "_HID") == 0 && strcmp(scope, "PCI0") == 0 && *at == 0x0c) {
+			/* EISAID ("PNP0A03"): with ACPI, Linux scans PCI only below one. */
+			const uint8_t want[4] = {0x41, 0xd0, 0x0a, 0x03};
+			assert_memory_equal(at + 1, want, 4);
+			f->pci_hid = 1;
 		}
 		(void)v;
 	}
@@ -457,6 +481,11 @@ static void fadt_and_dsdt(void **state)
 	assert_true(found.ps2k_crs_cmd);
 	assert_int_equal(found.ps2k_crs_io_count, 2);
 	assert_true(found.ps2k_crs_irq);
+	/* The PCI root bridge and its windows: bus 0, I/O, the 32-bit BAR window. */
+	assert_true(found.pci_hid);
+	assert_true(found.pci_bus0);
+	assert_int_equal(found.pci_io_windows, 2);
+	assert_true(found.pci_mem_window);
 }
 
 static void bad_cpu_counts_rejected(void **state)

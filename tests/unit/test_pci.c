@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+#include "arch/x86/layout.h"
 #include "devices/pci.h"
 
 #define ENABLE 0x80000000u
@@ -278,6 +279,59 @@ static void added_device_and_hook(void **state)
 	assert_int_equal(hook.calls, 3);
 }
 
+/* Memory BARs: placed at start-up in the window, aligned to their size,
+ * sizable, movable, and found by address only while memory decoding is on. */
+static void bars_placed_sized_and_found(void **state)
+{
+	struct ctx *c = *state;
+	struct pci_dev a, b;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	a.bar_size[0] = 0x8000;
+	b.bar_size[0] = 0x1000;
+	set16(a.wmask + 0x04, PCI_CMD_MEMORY);
+	set16(b.wmask + 0x04, PCI_CMD_MEMORY);
+	b.bar_size[2] = 0x10000;
+	assert_int_equal(pci_bus_add(&c->b, &a), 1);
+	assert_int_equal(pci_bus_add(&c->b, &b), 2);
+	assert_int_equal(pci_bar_addr(&a, 0), LAYOUT_PCI_BARS);
+	assert_int_equal(pci_bar_addr(&b, 0), LAYOUT_PCI_BARS + 0x8000);
+	assert_int_equal(pci_bar_addr(&b, 2), LAYOUT_PCI_BARS + 0x10000); /* aligned up */
+	assert_int_equal(pci_bar_addr(&b, 1), 0);
+
+	unsigned bar = 99;
+	uint64_t off = 99;
+	/* Decoding off: nothing answers. */
+	assert_null(pci_bar_find(&c->b, LAYOUT_PCI_BARS + 4, &bar, &off));
+	cfg_write(c, 1, 0x04, 2, PCI_CMD_MEMORY);
+	cfg_write(c, 2, 0x04, 2, PCI_CMD_MEMORY);
+	assert_ptr_equal(pci_bar_find(&c->b, LAYOUT_PCI_BARS + 4, &bar, &off), &a);
+	assert_int_equal(bar, 0);
+	assert_int_equal(off, 4);
+	assert_ptr_equal(pci_bar_find(&c->b, LAYOUT_PCI_BARS + 0x10fff, &bar, &off), &b);
+	assert_int_equal(bar, 2);
+	assert_int_equal(off, 0xfff);
+	assert_null(pci_bar_find(&c->b, LAYOUT_PCI_BARS + 0x9000, &bar, &off)); /* the gap */
+
+	/* Sizing, then a move: the old address goes quiet, the new one answers. */
+	cfg_write(c, 1, 0x10, 4, 0xffffffffu);
+	assert_int_equal(cfg_read(c, 1, 0x10, 4), 0xffff8000u);
+	cfg_write(c, 1, 0x10, 4, 0xd0000000u);
+	assert_null(pci_bar_find(&c->b, LAYOUT_PCI_BARS, &bar, &off));
+	assert_ptr_equal(pci_bar_find(&c->b, 0xd0007ffcu, &bar, &off), &a);
+	assert_int_equal(off, 0x7ffc);
+}
+
+static void bars_that_do_not_fit_are_refused(void **state)
+{
+	struct ctx *c = *state;
+	struct pci_dev big;
+	memset(&big, 0, sizeof(big));
+	big.bar_size[0] = 0x80000000u; /* 2 GiB: more than the window */
+	assert_int_equal(pci_bus_add(&c->b, &big), -1);
+	assert_null(c->b.slot[1]);
+}
+
 static void slots_fill_then_fail(void **state)
 {
 	struct ctx *c = *state;
@@ -310,6 +364,8 @@ int main(void)
 		T(reset_control),
 		T(added_device_and_hook),
 		T(slots_fill_then_fail),
+		T(bars_placed_sized_and_found),
+		T(bars_that_do_not_fit_are_refused),
 	};
 	return cmocka_run_group_tests_name("pci", tests, NULL, NULL);
 }

@@ -56,7 +56,8 @@ static void gas_io8(uint8_t *g, uint16_t port)
  * (no PNP0F13 mouse), so it skips the mouse probes. */
 static int build_dsdt(uint8_t *t, uint32_t room, uint32_t *out_len)
 {
-	static struct aml dsdt, sb, com1, ps2k;
+	static struct aml dsdt, sb, com1, ps2k, pci;
+	memset(&pci, 0, sizeof(pci));
 	memset(&dsdt, 0, sizeof(dsdt));
 	memset(&sb, 0, sizeof(sb));
 	memset(&com1, 0, sizeof(com1));
@@ -82,6 +83,49 @@ static int build_dsdt(uint8_t *t, uint32_t room, uint32_t *out_len)
 	aml_name_eisaid(&ps2k, "_HID", "PNP0303");
 	aml_name_buffer(&ps2k, "_CRS", kbd_crs, sizeof(kbd_crs));
 	aml_device(&sb, "PS2K", &ps2k);
+
+	/* PCI bus 0 behind configuration mechanism #1: with ACPI, Linux finds PCI
+	 * only through a PNP0A03 root bridge, and its _CRS gives the windows BARs
+	 * may live in. Interrupts are MSI-X, so no _PRT. */
+	uint8_t pci_crs[16 + 8 + 16 + 16 + 26 + 2];
+	uint8_t *c = pci_crs;
+	/* WordBusNumber: bus 0 only. Flags: min and max fixed. */
+	const uint8_t bus[16] = {0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00};
+	memcpy(c, bus, 16);
+	c += 16;
+	/* IO (Decode16, 0xCF8, 0xCF8, 1, 8): the configuration ports themselves. */
+	const uint8_t cfgio[8] = {0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08};
+	memcpy(c, cfgio, 8);
+	c += 8;
+	/* WordIO windows 0x0000-0x0CF7 and 0x0D00-0xFFFF. */
+	const uint16_t io[2][2] = {{0x0000, 0x0cf7}, {0x0d00, 0xffff}};
+	for (int i = 0; i < 2; i++) {
+		const uint8_t w[6] = {0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03};
+		memcpy(c, w, 6);
+		put16(c + 6, 0);
+		put16(c + 8, io[i][0]);
+		put16(c + 10, io[i][1]);
+		put16(c + 12, 0);
+		put16(c + 14, (uint16_t)(io[i][1] - io[i][0] + 1));
+		c += 16;
+	}
+	/* DWordMemory: the 32-bit BAR window, read-write, not cacheable. */
+	const uint8_t m[6] = {0x87, 0x17, 0x00, 0x00, 0x0c, 0x01};
+	memcpy(c, m, 6);
+	put32(c + 6, 0);
+	put32(c + 10, (uint32_t)LAYOUT_PCI_MMIO32);
+	put32(c + 14, (uint32_t)(LAYOUT_PCI_MMIO32_END - 1));
+	put32(c + 18, 0);
+	put32(c + 22, (uint32_t)(LAYOUT_PCI_MMIO32_END - LAYOUT_PCI_MMIO32));
+	c += 26;
+	c[0] = 0x79;
+	c[1] = 0x00;
+	aml_name_eisaid(&pci, "_HID", "PNP0A03");
+	aml_name_int(&pci, "_UID", 0);
+	aml_name_int(&pci, "_SEG", 0);
+	aml_name_int(&pci, "_BBN", 0);
+	aml_name_buffer(&pci, "_CRS", pci_crs, sizeof(pci_crs));
+	aml_device(&sb, "PCI0", &pci);
 	aml_scope(&dsdt, "_SB_", &sb);
 
 	uint32_t len = HDR_LEN + (uint32_t)dsdt.len;

@@ -31,6 +31,7 @@
 #define LAYOUT_BOOT_TIMER 0xc0000000ULL /* Firecracker's boot-timer register */
 #define LAYOUT_PCI_MMIO32 0xc0001000ULL /* 32-bit BARs for PCI devices */
 #define LAYOUT_PCI_MMIO32_END 0xfec00000ULL
+#define LAYOUT_PCI_BARS 0xc1000000ULL   /* where kite places BARs at start-up */
 #define LAYOUT_IOAPIC 0xfec00000ULL
 #define LAYOUT_LAPIC 0xfee00000ULL
 #define LAYOUT_TSS 0xfffbd000ULL        /* KVM_SET_TSS_ADDR: 3 pages */
