@@ -376,13 +376,13 @@ static void kick(struct blk *b)
 		if (r == VQ_EMPTY)
 			break;
 		if (r < 0) {
-			virtio_dev_needs_reset(d, "%s: %s", d->name, vq_strerror(r));
+			virtio_dev_needs_reset(d, "%s", vq_strerror(r));
 			break;
 		}
 		d->requests++;
 		struct blk_req req;
 		if (blk_parse(&b->chain, &b->lim, &req) < 0) {
-			virtio_dev_needs_reset(d, "%s: request without a status byte", d->name);
+			virtio_dev_needs_reset(d, "request without a status byte");
 			break;
 		}
 		if (req.status != VIRTIO_BLK_S_OK) {
@@ -400,18 +400,12 @@ static void kick(struct blk *b)
 		virtio_dev_signal(d, 0);
 }
 
-unsigned blk_poll(struct virtio_dev *d, bool wait)
+unsigned blk_poll(struct virtio_dev *d)
 {
 	struct blk *b = d->priv;
 	eventfd_t v;
+	/* Read before reaping: a completion posted after the reap fires again. */
 	(void)eventfd_read(b->efd, &v);
-	if (wait && b->inflight) {
-		struct io_uring_cqe *cqe;
-		int r;
-		do
-			r = io_uring_wait_cqe(&b->ring, &cqe);
-		while (r == -EINTR);
-	}
 	struct vq *vq = virtio_dev_queue(d, 0);
 	if (reap(b, vq, false))
 		virtio_dev_signal(d, 0);
@@ -424,7 +418,7 @@ static void on_completion(struct virtio_dev *d, void *ctx, uint32_t events)
 {
 	(void)ctx;
 	(void)events;
-	blk_poll(d, false);
+	blk_poll(d);
 }
 
 static void blk_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len)

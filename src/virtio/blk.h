@@ -92,10 +92,11 @@ void blk_free(struct blk *b);
 /* Ties b to its transport device (priv of d is b). */
 void blk_attach(struct blk *b, struct virtio_dev *d);
 
-/* Handles the completions that are there, or with wait at least one when a
- * request is in flight: what the eventfd watch does on the event thread, for
- * tests that run without one. d->lock held. Returns requests still in flight. */
-unsigned blk_poll(struct virtio_dev *d, bool wait);
+/* Handles the completions there are (answers their chains, signals) and
+ * pops again if the device had stopped for want of room: what the event
+ * thread does when the completion eventfd fires; for tests that play the
+ * event thread. d->lock held. Returns the requests still in flight. */
+unsigned blk_poll(struct virtio_dev *d);
 
 extern const struct virtio_dev_ops blk_ops;
 

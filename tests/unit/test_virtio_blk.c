@@ -1,19 +1,29 @@
 /* virtio-blk through its ops table: a fake driver writes requests into
  * malloc'd guest memory, the device runs them against a temporary image with
- * io_uring, and the test reaps completions with blk_poll (what the event
- * thread does on the eventfd). Plus the request checks (blk_parse) on shapes a
- * hostile driver could make, and the errors of opening images. */
+ * io_uring, and the test plays the event thread: it waits on the device's
+ * epoll set for the completion eventfd the device watches, then reaps with
+ * blk_poll (what the watch callback does). Plus requests a hostile driver
+ * could make, and the errors of opening images.
+ *
+ * No KVM here, so no real virtio-pci function (it needs irqfds): the device
+ * gets a stand-in for src/virtio/pci.c's private struct vpci with everything
+ * off: MSI-X disabled, no INTx line, so an interrupt (a used-buffer signal, a
+ * NEEDS_RESET config change) only sets the ISR bit and counts in
+ * d->interrupts. It mirrors the head of struct vpci (the PCI function, then
+ * the device); the rest reads as zeroes. */
 #include "unit.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
+#include "devices/pci.h"
 #include "virtio/blk.h"
 #include "virtio/virtio.h"
 #include "virtio/virtqueue.h"
@@ -27,6 +37,12 @@
 #define USED 0x3000ULL
 #define DATA 0x10000ULL
 #define IMAGE_SECTORS 2048 /* 1 MiB */
+
+struct fake_vpci {
+	struct pci_dev pci;
+	struct virtio_dev *d;
+	uint8_t zeroes[4096];
+};
 
 struct seg {
 	uint32_t len;
@@ -48,6 +64,7 @@ struct t {
 	struct disk_config cfg;
 	struct blk *b;
 	struct virtio_dev d;
+	struct fake_vpci *transport;
 	uint16_t avail_idx, next_desc;
 	uint64_t next_data;
 };
@@ -91,8 +108,20 @@ static void start_dev(struct t *t)
 	d->ops = &blk_ops;
 	d->priv = t->b;
 	snprintf(d->name, sizeof(d->name), "virtio-blk0");
-	pthread_mutex_init(&d->lock, NULL);
-	d->epfd = d->stop_fd = -1;
+	/* As the transport has it: recursive, held around every callback. */
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&d->lock, &a);
+	pthread_mutexattr_destroy(&a);
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	assert_true(d->epfd >= 0);
+	d->stop_fd = -1;
+	if (!t->transport)
+		t->transport = calloc(1, sizeof(*t->transport));
+	assert_non_null(t->transport);
+	t->transport->d = d;
+	d->transport = t->transport;
 	d->host_features = blk_features(t->b);
 	d->guest_features = d->host_features | VIRTIO_BIT(VIRTIO_F_VERSION_1);
 	struct vq_config qc = {.size = QSIZE, .desc = DESC, .avail = AVAIL, .used = USED};
@@ -107,7 +136,46 @@ static void start_dev(struct t *t)
 	d->status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
 		    VIRTIO_STATUS_DRIVER_OK;
 	blk_attach(t->b, d);
+	pthread_mutex_lock(&d->lock);
 	assert_int_equal(blk_ops.activate(d), 0);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* The transport's calls into the device, with the lock held. */
+static void notify(struct t *t)
+{
+	pthread_mutex_lock(&t->d.lock);
+	blk_ops.notify(&t->d, 0);
+	pthread_mutex_unlock(&t->d.lock);
+}
+
+static void reset(struct t *t)
+{
+	pthread_mutex_lock(&t->d.lock);
+	blk_ops.reset(&t->d);
+	pthread_mutex_unlock(&t->d.lock);
+}
+
+static unsigned poll_dev(struct t *t)
+{
+	pthread_mutex_lock(&t->d.lock);
+	unsigned left = blk_poll(&t->d);
+	pthread_mutex_unlock(&t->d.lock);
+	return left;
+}
+
+/* Stops the device like the transport does at teardown: reset, destroy. */
+static void stop_dev(struct t *t)
+{
+	reset(t);
+	blk_ops.destroy(&t->d);
+	assert_null(t->d.priv);
+	/* Reset forgot the completion eventfd: nothing is watched any more. */
+	struct epoll_event ev;
+	assert_int_equal(epoll_wait(t->d.epfd, &ev, 1, 0), 0);
+	close(t->d.epfd);
+	pthread_mutex_destroy(&t->d.lock);
+	t->b = NULL;
 }
 
 static int setup_image(void **state, uint64_t size, bool ro, bool start)
@@ -134,11 +202,9 @@ static int setup_nodev(void **state) { return setup_image(state, IMAGE_SECTORS *
 static int teardown(void **state)
 {
 	struct t *t = *state;
-	if (t->b) {
-		blk_ops.reset(&t->d);
-		blk_ops.destroy(&t->d);
-		assert_null(t->d.priv);
-	}
+	if (t->b)
+		stop_dev(t);
+	free(t->transport);
 	close(t->img);
 	unlink(t->path);
 	test_ram_free(&t->m, t->ram);
@@ -207,15 +273,23 @@ static void hdr(uint8_t *h, uint32_t type, uint64_t sector)
 	set64(h + 8, sector);
 }
 
-/* Kicks the queue and reaps completions until `want` chains were used. */
+/* Kicks the queue, then does what the event thread does until `want` chains
+ * were used: waits for the watched eventfd, calls the device. The timeout only
+ * catches a device that never completes. */
 static void run_until(struct t *t, uint16_t want)
 {
-	blk_ops.notify(&t->d, 0);
-	while ((uint16_t)(used_idx(t) - want) != 0) {
-		unsigned before = used_idx(t);
-		unsigned left = blk_poll(&t->d, true);
-		if (left == 0 && used_idx(t) == before)
-			fail_msg("device idle with %u chains unanswered", (uint16_t)(want - before));
+	notify(t);
+	while (used_idx(t) != want) {
+		struct epoll_event ev;
+		int n = epoll_wait(t->d.epfd, &ev, 1, 20000);
+		/* io_uring's worker set-up interrupts us (task work) */
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			fail_msg("no completion event: %u chains unanswered",
+				 (uint16_t)(want - used_idx(t)));
+		assert_non_null(ev.data.ptr); /* the device's watch */
+		poll_dev(t);
 	}
 }
 
@@ -381,6 +455,7 @@ static void read_sectors(void **state)
 	check_pattern(buf, 5 * 512, sizeof(buf));
 	assert_int_equal(t->d.requests, 1);
 	assert_int_equal(t->d.errors, 0);
+	assert_int_equal(t->d.interrupts, 1); /* the driver asked for them */
 }
 
 /* Any layout: a header split over three buffers, data over odd-sized buffers,
@@ -584,7 +659,7 @@ static void flush_syncs(void **state)
 	prepare(t, &r, segs, 2, h, sizeof(h));
 	make_available(t, &r);
 	uint16_t before = used_idx(t);
-	blk_ops.notify(&t->d, 0);
+	notify(t);
 	assert_int_equal(used_idx(t), before); /* not answered on the spot */
 	assert_int_equal(status_of(t, &r), 0xee);
 	run_until(t, t->avail_idx);
@@ -695,7 +770,7 @@ static void missing_status(void **state)
 	struct req r;
 	prepare(t, &r, segs, 2, out, sizeof(out));
 	make_available(t, &r);
-	blk_ops.notify(&t->d, 0);
+	notify(t);
 	assert_true(t->d.status & VIRTIO_STATUS_NEEDS_RESET);
 	assert_int_equal(used_idx(t), 0);
 	/* A good request behind it waits for the reset. */
@@ -703,8 +778,8 @@ static void missing_status(void **state)
 	hdr(out, VIRTIO_BLK_T_FLUSH, 0);
 	prepare(t, &r, ok, 2, out, BLK_HDR_LEN);
 	make_available(t, &r);
-	blk_ops.notify(&t->d, 0);
-	assert_int_equal(blk_poll(&t->d, false), 0);
+	notify(t);
+	assert_int_equal(poll_dev(t), 0);
 	assert_int_equal(used_idx(t), 0);
 }
 
@@ -716,7 +791,7 @@ static void broken_queue(void **state)
 	put_desc(t, 1, DATA, 16, VQ_DESC_F_NEXT, 0);
 	set16(gp(t, AVAIL + 4, 2), 0);
 	set16(gp(t, AVAIL + 2, 2), 1);
-	blk_ops.notify(&t->d, 0);
+	notify(t);
 	assert_true(t->d.status & VIRTIO_STATUS_NEEDS_RESET);
 	assert_int_equal(used_idx(t), 0);
 }
@@ -762,9 +837,9 @@ static void reset_waits(void **state)
 		prepare(t, &r[i], segs, 3, h, sizeof(h));
 		make_available(t, &r[i]);
 	}
-	blk_ops.notify(&t->d, 0);
-	blk_ops.reset(&t->d);
-	assert_int_equal(blk_poll(&t->d, false), 0); /* nothing left in flight */
+	notify(t);
+	reset(t);
+	assert_int_equal(poll_dev(t), 0); /* nothing left in flight */
 	assert_int_equal(used_idx(t), 0);
 
 	/* What the transport does on reset, then the driver starts over. */
@@ -775,7 +850,9 @@ static void reset_waits(void **state)
 	set16(gp(t, AVAIL + 2, 2), 0);
 	struct vq_config qc = {.size = QSIZE, .desc = DESC, .avail = AVAIL, .used = USED};
 	assert_int_equal(vq_init(&q->vq, &t->m, &qc), 0);
+	pthread_mutex_lock(&t->d.lock);
 	assert_int_equal(blk_ops.activate(&t->d), 0);
+	pthread_mutex_unlock(&t->d.lock);
 	struct req again;
 	uint8_t buf[512];
 	assert_int_equal(simple(t, &again, VIRTIO_BLK_T_IN, 3, 512, true, NULL), VIRTIO_BLK_S_OK);
