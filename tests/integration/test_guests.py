@@ -54,6 +54,24 @@ def test_guest_checks_pass(kite, guests, name, args):
     assert r.stdout == ""
 
 
+def test_virtio_pci_driver_side_and_hostile_queues(kite, guests):
+    """A driver in a tiny guest: negotiation, a request through the ioeventfd
+    answered with an MSI-X interrupt through the irqfd, then a descriptor loop,
+    a bad queue size and rings outside RAM, each putting the device in
+    NEEDS_RESET (with a warning) while kite runs on; after a reset it serves."""
+    r = run_guest(kite, guests / "virtio_rng.elf", "--rng")
+    assert_done(r)
+    warnings = [l for l in r.stderr.splitlines() if "virtio-rng0" in l and "needs a reset" in l]
+    assert len(warnings) == 3, r.stderr
+    assert any("too long" in l or "loop" in l for l in warnings), warnings
+
+
+def test_virtio_guest_without_the_device_finds_none(kite, guests):
+    r = run_guest(kite, guests / "virtio_rng.elf")
+    assert r.returncode == 6
+    assert "GUEST_ASSERT(slot != 0)" in r.stderr
+
+
 def test_serial_interrupts(kite, guests):
     r = run_guest(kite, guests / "serial_irq.elf")
     assert_done(r)
