@@ -12,6 +12,9 @@
  * before its completion reaches the guest, so an fdatasync started later
  * covers it; writes still in flight need not be covered (nor are they).
  *
+ * A driver that does not accept FLUSH cannot ask for one (the virtio spec:
+ * the device should then write through): its writes carry RWF_DSYNC.
+ *
  * Requests in flight hold host pointers into guest memory: reset waits for
  * them before it returns. */
 #include "virtio/blk.h"
@@ -57,6 +60,7 @@ struct blk {
 	bool ring_ok;
 	int efd; /* io_uring posts completions here */
 	bool watching;
+	bool write_through; /* the driver did not accept FLUSH */
 
 	struct vq_chain chain;
 	struct blk_io io[BLK_QUEUE_SIZE];
@@ -214,8 +218,8 @@ static void io_prep(struct blk *b, struct blk_io *io, struct io_uring_sqe *sqe)
 				    io->offset);
 		break;
 	case VIRTIO_BLK_T_OUT:
-		io_uring_prep_writev(sqe, b->fd, io->iov + io->first, io->niov - io->first,
-				     io->offset);
+		io_uring_prep_writev2(sqe, b->fd, io->iov + io->first, io->niov - io->first,
+				      io->offset, b->write_through ? RWF_DSYNC : 0);
 		break;
 	default:
 		io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
@@ -430,6 +434,7 @@ static void blk_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 static int blk_activate(struct virtio_dev *d)
 {
 	struct blk *b = d->priv;
+	b->write_through = !virtio_has_feature(d, VIRTIO_BLK_F_FLUSH);
 	if (virtio_dev_watch(d, b->efd, EPOLLIN, on_completion, b) < 0)
 		return -1;
 	b->watching = true;
