@@ -837,6 +837,48 @@ static void broken_queue(void **state)
 	assert_int_equal(used_idx(t), 0);
 }
 
+/* blk_parse alone, on chains made by hand. */
+static void parse_alone(void **state)
+{
+	(void)state;
+	uint8_t h1[5], h2[11], data[1024], st[1];
+	uint8_t h[BLK_HDR_LEN];
+	hdr(h, VIRTIO_BLK_T_IN, 0x123456789ULL);
+	memcpy(h1, h, 5);
+	memcpy(h2, h + 5, 11);
+	struct vq_buf bufs[] = {
+		{.hva = h1, .len = 5}, {.hva = h2, .len = 11},
+		{.hva = data, .len = 1024, .writable = true}, {.hva = st, .len = 1, .writable = true},
+	};
+	struct vq_chain c = {.nr = 4, .nr_readable = 2, .readable_len = 16, .writable_len = 1025,
+			     .cap = 4, .buf = bufs};
+	struct blk_limits lim = {.capacity = 0x123456789ULL + 2};
+	struct blk_req r;
+	assert_int_equal(blk_parse(&c, &lim, &r), 0);
+	assert_int_equal(r.status, VIRTIO_BLK_S_OK);
+	assert_int_equal(r.type, VIRTIO_BLK_T_IN);
+	assert_int_equal(r.sector, 0x123456789ULL);
+	assert_int_equal(r.offset, 0x123456789ULL * 512);
+	assert_int_equal(r.data_len, 1024);
+	assert_ptr_equal(r.status_ptr, st);
+	struct iovec iov[4];
+	assert_int_equal(blk_data_iov(&c, &r, iov, 4), 1);
+	assert_ptr_equal(iov[0].iov_base, data);
+	assert_int_equal(iov[0].iov_len, 1024);
+
+	lim.capacity--; /* the last sector falls outside */
+	assert_int_equal(blk_parse(&c, &lim, &r), 0);
+	assert_int_equal(r.status, VIRTIO_BLK_S_IOERR);
+
+	c.nr = 2; /* no writable byte: nowhere to answer */
+	c.writable_len = 0;
+	assert_int_equal(blk_parse(&c, &lim, &r), -1);
+	c.nr = 0;
+	c.nr_readable = 0;
+	c.readable_len = 0;
+	assert_int_equal(blk_parse(&c, &lim, &r), -1);
+}
+
 /* ---- several in flight, reset, a shrinking image ---- */
 
 static void many_in_flight(void **state)
@@ -981,6 +1023,7 @@ int main(void)
 		T(short_header),
 		T(missing_status),
 		T(broken_queue),
+		cmocka_unit_test(parse_alone),
 		T(many_in_flight),
 		T(reset_waits),
 		T(image_shrinks),
