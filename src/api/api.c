@@ -17,8 +17,10 @@
 #include "api/metrics.h"
 #include "api/schema.h"
 #include "devices/i8042.h"
+#include "stats/stats.h"
 #include "util/devopts.h"
 #include "util/log.h"
+#include "virtio/balloon.h"
 #include "vmm/machine.h"
 
 #ifndef KITE_VERSION
@@ -354,6 +356,7 @@ static int build_vm_config(struct reply *r)
 	c->serial = out ? SERIAL_FILE : SERIAL_STDIO;
 	c->serial_path = out;
 	c->boot_timer = ctl.opts->boot_timer;
+	c->seccomp = ctl.opts->seccomp;
 	c->exec_time = ctl.opts->exec_time;
 	return 0;
 }
@@ -531,6 +534,11 @@ static int h_patch_balloon(const json_t *b, const char *id, struct reply *r)
 	json_t *bal = balloon(r);
 	if (!bal)
 		return -1;
+	json_int_t mib = json_integer_value(json_object_get(b, "amount_mib"));
+	if (mib < 0 || mib > BALLOON_MAX_MIB)
+		return fault(r, "Amount of pages requested is too large.");
+	if (ctl.state != NOT_STARTED && balloon_set_target(&ctl.vm, (uint32_t)mib) < 0)
+		return fault(r, "The balloon device is not available.");
 	json_object_update(bal, (json_t *)b);
 	return 0;
 }
@@ -539,9 +547,21 @@ static int h_get_balloon_stats(const json_t *b, const char *id, struct reply *r)
 {
 	(void)b;
 	(void)id;
-	if (!balloon(r))
+	json_t *bal = balloon(r);
+	if (!bal)
 		return -1;
-	return fault(r, "Balloon statistics are not enabled.");
+	struct balloon_stats s;
+	if (ctl.state == NOT_STARTED ||
+	    json_integer_value(json_object_get(bal, "stats_polling_interval_s")) <= 0 ||
+	    balloon_get_stats(&ctl.vm, &s) < 0)
+		return fault(r, "Statistics for the balloon device are not enabled.");
+	r->body = json_pack("{s:I, s:I, s:I, s:I}", "target_pages", (json_int_t)s.target_pages,
+			    "actual_pages", (json_int_t)s.actual_pages, "target_mib", (json_int_t)s.target_mib,
+			    "actual_mib", (json_int_t)s.actual_mib);
+	for (unsigned t = 0; t < BALLOON_S_NR; t++)
+		if (s.present & (1u << t))
+			json_object_set_new(r->body, balloon_stat_name(t), json_integer((json_int_t)s.value[t]));
+	return 0;
 }
 
 static int h_patch_balloon_stats(const json_t *b, const char *id, struct reply *r)
@@ -550,6 +570,11 @@ static int h_patch_balloon_stats(const json_t *b, const char *id, struct reply *
 	json_t *bal = balloon(r);
 	if (!bal)
 		return -1;
+	json_int_t sec = json_integer_value(json_object_get(b, "stats_polling_interval_s"));
+	if (sec < 0 || sec > UINT32_MAX)
+		return fault(r, "Invalid statistics polling interval.");
+	if (ctl.state != NOT_STARTED && balloon_set_stats_interval(&ctl.vm, (uint32_t)sec) < 0)
+		return fault(r, "Cannot enable or disable balloon statistics after boot.");
 	json_object_set(bal, "stats_polling_interval_s", json_object_get(b, "stats_polling_interval_s"));
 	return 0;
 }
@@ -586,6 +611,15 @@ static int h_put_metrics(const json_t *b, const char *id, struct reply *r)
 }
 
 static int h_patch_vm(const json_t *b, const char *id, struct reply *r) { (void)id; (void)r; return patch_vm(b); }
+
+/* kite's trap accounting (docs/stats.md): not in Firecracker's API. */
+static int h_get_stats(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	r->body = stats_json(&ctl.vm);
+	return 0;
+}
 
 static int h_get_vm_config(const json_t *b, const char *id, struct reply *r)
 {
@@ -626,6 +660,7 @@ static const struct route routes[] = {
 	{"PUT", "/metrics", "Metrics", h_put_metrics, M_PUT_METRICS, PRE_BOOT},
 	{"PATCH", "/vm", "Vm", h_patch_vm, M_PATCH_VM, POST_BOOT},
 	{"GET", "/vm/config", NULL, h_get_vm_config, M_GET_VM_CONFIG, ANY},
+	{"GET", "/stats", NULL, h_get_stats, M_GET_STATS, POST_BOOT},
 	{"PUT", "/serial", "SerialDevice", h_put_serial, M_PUT_SERIAL, PRE_BOOT},
 };
 

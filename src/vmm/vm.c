@@ -105,6 +105,7 @@ static int register_memslots(struct vm *vm, struct kite_err *err)
 int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 {
 	vm->cfg = cfg;
+	vm->pio.timed = vm->mmio.timed = !cfg->no_exit_stats;
 	if (cfg->cpus == 0 || cfg->cpus > vm->max_vcpus)
 		return err_set(err, KITE_EXIT_USAGE, "--cpus %u out of range: this host's KVM allows 1 to %u",
 			       cfg->cpus, vm->max_vcpus);

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "stats/stats.h"
+#include "vmm/seccomp.h"
 #include "util/log.h"
 #include "vmm/bus.h"
 #include "vmm/mem.h"
@@ -61,6 +63,9 @@ struct vm_config {
 	const char *serial_path;
 	bool boot_timer;
 	bool test_device;
+	bool no_exit_stats;        /* benchmarking: no per-exit timing */
+	struct seccomp_opts seccomp; /* after set-up: default filter, none, or a file */
+	const char *stats_path;    /* write the final /stats JSON here at exit */
 	struct disk_config disks[KITE_MAX_DISKS];
 	unsigned nr_disks;
 	struct net_config nics[KITE_MAX_NICS];
@@ -85,6 +90,7 @@ struct vcpu {
 	/* Exit counters, written by this vCPU's thread only (relaxed atomics so
 	 * the metrics thread may read them). */
 	uint64_t exits_io_in, exits_io_out, exits_mmio_read, exits_mmio_write, exits_other;
+	struct vcpu_stats st; /* trap accounting (stats/stats.h) */
 };
 
 /* How the VM ended, set once by the first stopper. */
@@ -106,6 +112,7 @@ struct vm {
 	struct pci_bus *pci;               /* bus 0, set by the pci device */
 	struct virtio_dev *virtio[32];     /* in creation order */
 	unsigned nr_virtio;
+	struct vm_stats *stats;            /* sampler and KVM statistics */
 	/* GSI routing: KVM's default irqchip routes plus one MSI route per
 	 * allocated GSI (MSI-X vectors behind irqfds). Under gsi_lock. */
 	pthread_mutex_t gsi_lock;
@@ -116,6 +123,9 @@ struct vm {
 	struct kvm_cpuid2 *supported_cpuid;
 	bool tsc_deadline;
 	struct vm_stop stop;
+	/* vCPU threads wait for this before their first KVM_RUN: set once the
+	 * VM is locked down (seccomp), so the guest never runs unfiltered. */
+	bool released;
 	/* Pause: vCPUs park outside KVM_RUN (under stop.lock) while set. */
 	bool paused;
 	unsigned parked;
@@ -150,6 +160,8 @@ void vcpus_stop(struct vm *vm);
 /* Parks every vCPU outside KVM_RUN and returns once all are parked; resume
  * lets them run again. From a thread that is not a vCPU. */
 void vcpus_pause(struct vm *vm);
+/* Lets vCPU threads started by vcpus_start() enter the guest. */
+void vcpus_release(struct vm *vm);
 void vcpus_resume(struct vm *vm);
 
 /* x86: registers, MSRs, FPU, LAPIC, CPUID of one vCPU before it runs. */

@@ -130,11 +130,8 @@ static void leaf1_tsc_deadline_when_requested(void **state)
 static void leaf1_tsc_deadline_cleared_when_not_requested(void **state)
 {
 	(void)state;
-	/* BUG (src/arch/x86/cpuid.c, leaf 0x1): the bit is only ever set, never
-	 * cleared, so a supported table that already has TSC-deadline (KVM reports
-	 * it in KVM_GET_SUPPORTED_CPUID since Linux commit 9be4ec35d668, Dec 2024)
-	 * keeps it even when the option says not to offer it.
-	 * Fix: `else x->ecx &= ~(1u << 24);`. Drop known_bug() once fixed. */
+	/* A supported table that already has TSC-deadline (newer KVMs report it
+	 * in KVM_GET_SUPPORTED_CPUID) loses it when the option says not to offer it. */
 	struct kvm_cpuid_entry2 e[NSUP];
 	memcpy(e, supported, sizeof(e));
 	e[1].ecx |= L1_ECX_TSC_DEADLINE;
