@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "arch/x86/template.h"
 #include "stats/statcli.h"
 #include "util/devopts.h"
 #include "util/log.h"
@@ -32,9 +33,10 @@ static void usage(FILE *f)
 		"                [--level error|warning|info|debug] [--test-device]\n"
 		"                [--disk PATH[,ro][,id=NAME][,serial=S]]... [--net tap=NAME[,mac=MAC][,id=NAME]]...\n"
 		"                [--vsock cid=N,uds=PATH] [--rng] [--balloon MiB[,deflate-on-oom][,stats=S]]\n"
-		"                [--stats-file PATH] [--no-exit-stats]\n"
+		"                [--stats-file PATH] [--no-exit-stats] [--cpu-template FILE]\n"
 		"       kite stat --api-sock PATH [--api-sock PATH]... [--interval S] [--count N]\n"
 		"                 [--format text|json|prometheus]\n"
+		"       kite cpu-template dump|intersect|check ... (see 'kite cpu-template --help')\n"
 		"\n"
 		"The first form is Firecracker's: an HTTP API on a Unix socket (default\n"
 		DEFAULT_API_SOCK ") and/or a JSON --config-file. `kite run` boots directly.\n"
@@ -86,7 +88,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
 	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
-	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS };
+	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS, OPT_CPU_TEMPLATE };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -105,6 +107,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"balloon", required_argument, NULL, OPT_BALLOON},
 		{"stats-file", required_argument, NULL, OPT_STATS_FILE},
 		{"no-exit-stats", no_argument, NULL, OPT_NO_EXIT_STATS},
+		{"cpu-template", required_argument, NULL, OPT_CPU_TEMPLATE},
 		{NULL, 0, NULL, 0},
 	};
 	opterr = 0;
@@ -181,6 +184,11 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 			break;
 		case OPT_NO_EXIT_STATS:
 			cfg->no_exit_stats = true;
+			break;
+		case OPT_CPU_TEMPLATE:
+			template_free(cfg->cpu_template);
+			if (!(cfg->cpu_template = template_load(optarg, msg, sizeof(msg))))
+				return usage_error("--cpu-template %s", msg);
 			break;
 		case OPT_BALLOON:
 			if (devopt_balloon(optarg, cfg, msg, sizeof(msg)) < 0)
@@ -306,6 +314,8 @@ int main(int argc, char **argv)
 			return r;
 		return machine_run(&cfg);
 	}
+	if (strcmp(argv[1], "cpu-template") == 0)
+		return template_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "stat") == 0)
 		return stat_main(argc - 1, argv + 1);
 	if (argv[1][0] == '-')
