@@ -744,6 +744,28 @@ static void intersect_of_dumps_applies_on_both(void **state)
 	template_free(d[1]);
 }
 
+/* The leaves a PVM host takes from the hardware (template_warn_host). */
+static void touches_hw_leaves(void **state)
+{
+	(void)state;
+	assert_false(template_touches_hw_leaves(NULL));
+	struct cpu_template *t = parse_ok(host_c); /* 0x0, 0x1 EAX, 0x7 ... */
+	assert_true(template_touches_hw_leaves(t));
+	template_free(t);
+	t = parse_ok(LEAF("{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": 0, \"modifiers\": ["
+			  "{\"register\": \"eax\", \"bitmap\": " BM32 "}, {\"register\": \"ebx\", \"bitmap\": " BM32 "}]},"
+			  "{\"leaf\": \"0xd\", \"subleaf\": \"0x1\", \"flags\": 1, \"modifiers\": []}"));
+	assert_false(template_touches_hw_leaves(t)); /* 0x1 EAX/EBX and an empty 0xd.1 */
+	template_free(t);
+	t = parse_ok(LEAF(MOD("\"edx\"", BM32)));
+	assert_true(template_touches_hw_leaves(t));
+	template_free(t);
+	t = parse_ok("{\"cpuid_modifiers\": [{\"leaf\": \"0xd\", \"subleaf\": \"0x0\", \"flags\": 1, \"modifiers\": "
+		     "[{\"register\": \"ebx\", \"bitmap\": " BM32 "}]}]}");
+	assert_true(template_touches_hw_leaves(t));
+	template_free(t);
+}
+
 /* ---- files ---- */
 
 static void load_errors_name_the_file(void **state)
@@ -808,6 +830,7 @@ int main(void)
 		cmocka_unit_test(intersect_hand_written),
 		cmocka_unit_test(intersect_is_a_meet),
 		cmocka_unit_test(intersect_of_dumps_applies_on_both),
+		cmocka_unit_test(touches_hw_leaves),
 		cmocka_unit_test(load_errors_name_the_file),
 	};
 	return cmocka_run_group_tests_name("template", tests, NULL, NULL);

@@ -100,6 +100,8 @@ static int setup_cpuid(struct vm *vm, struct vcpu *v, struct kite_err *err)
 	else if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0)
 		r = err_set(err, KITE_EXIT_KVM, "vCPU %u: KVM_SET_CPUID2%s: %s", v->id,
 			    t ? " (with the CPU template)" : "", strerror(errno));
+	else if (v->id == 0)
+		template_warn_host(t);
 	free(c);
 	return r;
 }

@@ -700,6 +700,37 @@ int template_check_host(const struct cpu_template *t, char *msg, size_t len)
 	return r;
 }
 
+/* PVM (the kvm_pvm module: KVM without hardware virtualisation) passes the
+ * hardware's features in CPUID leaves 0x1 ECX/EDX, 0x7 and 0xd to guests,
+ * whatever KVM_SET_CPUID2 was told: only the bits KVM_GET_SUPPORTED_CPUID
+ * lists in 0x1 follow the table (seen with kvm_pvm on Linux 6.18). */
+static bool host_is_pvm(void)
+{
+	return access("/sys/module/kvm_pvm", F_OK) == 0;
+}
+
+#define PVM_CAVEAT                                                                                \
+	"this host's KVM is PVM (kvm_pvm), which passes the hardware's features in CPUID leaves " \
+	"0x1 ECX/EDX, 0x7 and 0xd to guests"
+
+bool template_touches_hw_leaves(const struct cpu_template *t)
+{
+	for (unsigned i = 0; t && i < t->nr_cpuid; i++) {
+		const struct tmpl_cpuid *c = &t->cpuid[i];
+		for (unsigned r = 0; r < TREG_NR; r++)
+			if (c->reg[r].mask && (c->leaf == 0x7 || c->leaf == 0xd ||
+					       (c->leaf == 0x1 && (r == TREG_ECX || r == TREG_EDX))))
+				return true;
+	}
+	return false;
+}
+
+void template_warn_host(const struct cpu_template *t)
+{
+	if (template_touches_hw_leaves(t) && host_is_pvm())
+		log_warn("CPU template: " PVM_CAVEAT ": the template cannot take those away here");
+}
+
 /* ---- `kite cpu-template` ---- */
 
 static void cli_usage(FILE *f)
@@ -812,6 +843,8 @@ int template_main(int argc, char **argv)
 		}
 		struct cpu_template *t = template_from_cpuid(c->entries, c->nent);
 		free(c);
+		if (host_is_pvm())
+			log_warn(PVM_CAVEAT ": guests see more of them than the dump shows");
 		code = t ? write_out(t, out, cmd) : cli_error(KITE_EXIT_ERROR, "dump: out of memory");
 		template_free(t);
 	} else if (strcmp(cmd, "check") == 0) {
