@@ -712,6 +712,10 @@ static void intersect_of_dumps_applies_on_both(void **state)
 	h2.e[1].eax = 0x000906eb;
 	h2.e[1].ecx &= ~L1_ECX_AES;
 	h2.e[4].ebx |= L7_EBX_AVX512F;
+	h2.e[4].eax = 0; /* no 0x7.1 */
+	memmove(&h2.e[5], &h2.e[6], (h2.n - 6) * sizeof(h2.e[0]));
+	h2.n--;
+	assert_null(cpuid_find(h2.e, h2.n, 0x7, 1));
 	struct table raw2 = h2;
 	assert_int_equal(cpuid_build(h2.e, &h2.n, CPUID_MAX_ENTRIES, &one_of_four, NULL, msg, sizeof(msg)), 0);
 	struct cpu_template *d[2] = {template_from_cpuid(h1.e, h1.n), template_from_cpuid(h2.e, h2.n)};
@@ -736,6 +740,9 @@ static void intersect_of_dumps_applies_on_both(void **state)
 	assert_int_equal(leaf(&g2, 0x7, 0)->ebx & L7_EBX_AVX512F, 0);
 	assert_int_equal(leaf(&g1, 0x0, 0)->eax, 0x16);
 	assert_int_equal(leaf(&g2, 0x0, 0)->eax, 0x16);
+	/* Host 2 has no 0x7.1: its features are x, but no guest looks at 0x7.1. */
+	assert_int_equal(leaf(&g1, 0x7, 0)->eax, 0);
+	assert_int_equal(leaf(&g2, 0x7, 0)->eax, 0);
 	/* Family/model/stepping differ in one bit: each host keeps its own. */
 	assert_int_equal(leaf(&g1, 0x1, 0)->eax, 0x000906ea);
 	assert_int_equal(leaf(&g2, 0x1, 0)->eax, 0x000906eb);

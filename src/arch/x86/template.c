@@ -32,7 +32,8 @@ static int failf(char *msg, size_t len, const char *fmt, ...)
 
 enum { F_CHECK = 1, /* a template may not set a bit the host does not offer */
        F_AND = 2,   /* intersect: 1 only where every input has 1, 0 where any has 0 */
-       F_MIN = 4 }; /* intersect: a highest-leaf number, the smallest wins */
+       F_MIN = 4 }; /* intersect: a highest leaf or subleaf, the smallest wins (so a
+		     * guest does not look at leaves some hosts do not have) */
 
 static const struct feature_reg {
 	uint32_t leaf, subleaf;
@@ -58,6 +59,7 @@ static const struct feature_reg {
 	{0x40000001, 0, TREG_EAX, F_CHECK | F_AND, 0}, /* KVM paravirt features */
 	{0xa, 0, TREG_EAX, F_CHECK, 0},                 /* no PMU: kite offers none */
 	{0x0, 0, TREG_EAX, F_MIN, 0},
+	{0x7, 0, TREG_EAX, F_MIN, 0}, /* leaf 0x7's highest subleaf */
 	{0x80000000, 0, TREG_EAX, F_MIN, 0},
 };
 
