@@ -9,7 +9,7 @@ HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) $(HARDEN) -Isrc -DKITE_VERSION='"$(VERSION)"' -MMD -MP
 LDFLAGS += -pie -Wl,-z,noexecstack -Wl,-z,relro -Wl,-z,now
-LDLIBS += -ljansson -lhttp_parser -luring -lpthread
+LDLIBS += -ljansson -lhttp_parser -luring -lseccomp -lpthread
 
 SRCS := $(shell find src -name '*.c' | sort)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))

@@ -28,12 +28,14 @@ static void usage(FILE *f)
 		"usage: kite --version\n"
 		"       kite [--api-sock PATH] [--config-file FILE [--no-api]] [--id ID] [--boot-timer]\n"
 		"            [--level LEVEL] [--log-path PATH] [--metrics-path PATH]\n"
+		"            [--no-seccomp | --seccomp-filter FILE]\n"
 		"       kite run --kernel PATH [--initrd PATH] [--cmdline \"...\"] [--cpus N]\n"
 		"                [--mem MiB] [--serial stdio|none|PATH] [--boot-timer]\n"
 		"                [--level error|warning|info|debug] [--test-device]\n"
 		"                [--disk PATH[,ro][,id=NAME][,serial=S]]... [--net tap=NAME[,mac=MAC][,id=NAME]]...\n"
 		"                [--vsock cid=N,uds=PATH] [--rng] [--balloon MiB[,deflate-on-oom][,stats=S]]\n"
-		"                [--stats-file PATH] [--no-exit-stats] [--cpu-template FILE]\n"
+		"                [--stats-file PATH] [--no-exit-stats] [--no-seccomp | --seccomp-filter FILE]\n"
+		"                [--cpu-template FILE]\n"
 		"       kite stat --api-sock PATH [--api-sock PATH]... [--interval S] [--count N]\n"
 		"                 [--format text|json|prometheus]\n"
 		"       kite cpu-template dump|intersect|check ... (see 'kite cpu-template --help')\n"
@@ -84,11 +86,33 @@ static int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* --no-seccomp (path NULL) or --seccomp-filter PATH; one of them at most. */
+static int seccomp_opt(struct seccomp_opts *o, const char *path)
+{
+	if (o->mode != SECCOMP_DEFAULT) {
+		usage_error("%s", "--no-seccomp and --seccomp-filter: give at most one, once");
+		return -1;
+	}
+	if (!path) {
+		o->mode = SECCOMP_OFF;
+		return 0;
+	}
+	struct kite_err err = {0};
+	if (seccomp_check_file(path, &err) < 0) {
+		usage_error("%s", err.msg);
+		return -1;
+	}
+	o->mode = SECCOMP_FILE;
+	o->file = path;
+	return 0;
+}
+
 static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
 	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
-	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS, OPT_CPU_TEMPLATE };
+	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS, OPT_NO_SECCOMP, OPT_SECCOMP_FILTER,
+	       OPT_CPU_TEMPLATE };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -107,6 +131,8 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"balloon", required_argument, NULL, OPT_BALLOON},
 		{"stats-file", required_argument, NULL, OPT_STATS_FILE},
 		{"no-exit-stats", no_argument, NULL, OPT_NO_EXIT_STATS},
+		{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+		{"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
 		{"cpu-template", required_argument, NULL, OPT_CPU_TEMPLATE},
 		{NULL, 0, NULL, 0},
 	};
@@ -185,6 +211,11 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		case OPT_NO_EXIT_STATS:
 			cfg->no_exit_stats = true;
 			break;
+		case OPT_NO_SECCOMP:
+		case OPT_SECCOMP_FILTER:
+			if (seccomp_opt(&cfg->seccomp, c == OPT_NO_SECCOMP ? NULL : optarg) < 0)
+				return KITE_EXIT_USAGE;
+			break;
 		case OPT_CPU_TEMPLATE:
 			template_free(cfg->cpu_template);
 			if (!(cfg->cpu_template = template_load(optarg, msg, sizeof(msg))))
@@ -221,8 +252,10 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 static int cmd_firecracker(int argc, char **argv, struct timespec exec_time)
 {
 	enum { OPT_API_SOCK = 256, OPT_CONFIG_FILE, OPT_NO_API, OPT_ID, OPT_BOOT_TIMER, OPT_LEVEL,
-	       OPT_LOG_PATH, OPT_METRICS_PATH };
+	       OPT_LOG_PATH, OPT_METRICS_PATH, OPT_NO_SECCOMP, OPT_SECCOMP_FILTER };
 	static const struct option opts[] = {
+		{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+		{"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
 		{"api-sock", required_argument, NULL, OPT_API_SOCK},
 		{"config-file", required_argument, NULL, OPT_CONFIG_FILE},
 		{"no-api", no_argument, NULL, OPT_NO_API},
@@ -269,6 +302,11 @@ static int cmd_firecracker(int argc, char **argv, struct timespec exec_time)
 			break;
 		case OPT_METRICS_PATH:
 			o.metrics_path = optarg;
+			break;
+		case OPT_NO_SECCOMP:
+		case OPT_SECCOMP_FILTER:
+			if (seccomp_opt(&o.seccomp, c == OPT_NO_SECCOMP ? NULL : optarg) < 0)
+				return KITE_EXIT_USAGE;
 			break;
 		case ':':
 			return usage_error("option '%s' needs a value", argv[optind - 1]);

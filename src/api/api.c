@@ -21,6 +21,7 @@
 #include "stats/stats.h"
 #include "util/devopts.h"
 #include "util/log.h"
+#include "virtio/balloon.h"
 #include "vmm/machine.h"
 
 #ifndef KITE_VERSION
@@ -356,6 +357,7 @@ static int build_vm_config(struct reply *r)
 	c->serial = out ? SERIAL_FILE : SERIAL_STDIO;
 	c->serial_path = out;
 	c->boot_timer = ctl.opts->boot_timer;
+	c->seccomp = ctl.opts->seccomp;
 	c->exec_time = ctl.opts->exec_time;
 	return 0;
 }
@@ -540,6 +542,11 @@ static int h_patch_balloon(const json_t *b, const char *id, struct reply *r)
 	json_t *bal = balloon(r);
 	if (!bal)
 		return -1;
+	json_int_t mib = json_integer_value(json_object_get(b, "amount_mib"));
+	if (mib < 0 || mib > BALLOON_MAX_MIB)
+		return fault(r, "Amount of pages requested is too large.");
+	if (ctl.state != NOT_STARTED && balloon_set_target(&ctl.vm, (uint32_t)mib) < 0)
+		return fault(r, "The balloon device is not available.");
 	json_object_update(bal, (json_t *)b);
 	return 0;
 }
@@ -548,9 +555,21 @@ static int h_get_balloon_stats(const json_t *b, const char *id, struct reply *r)
 {
 	(void)b;
 	(void)id;
-	if (!balloon(r))
+	json_t *bal = balloon(r);
+	if (!bal)
 		return -1;
-	return fault(r, "Balloon statistics are not enabled.");
+	struct balloon_stats s;
+	if (ctl.state == NOT_STARTED ||
+	    json_integer_value(json_object_get(bal, "stats_polling_interval_s")) <= 0 ||
+	    balloon_get_stats(&ctl.vm, &s) < 0)
+		return fault(r, "Statistics for the balloon device are not enabled.");
+	r->body = json_pack("{s:I, s:I, s:I, s:I}", "target_pages", (json_int_t)s.target_pages,
+			    "actual_pages", (json_int_t)s.actual_pages, "target_mib", (json_int_t)s.target_mib,
+			    "actual_mib", (json_int_t)s.actual_mib);
+	for (unsigned t = 0; t < BALLOON_S_NR; t++)
+		if (s.present & (1u << t))
+			json_object_set_new(r->body, balloon_stat_name(t), json_integer((json_int_t)s.value[t]));
+	return 0;
 }
 
 static int h_patch_balloon_stats(const json_t *b, const char *id, struct reply *r)
@@ -559,6 +578,11 @@ static int h_patch_balloon_stats(const json_t *b, const char *id, struct reply *
 	json_t *bal = balloon(r);
 	if (!bal)
 		return -1;
+	json_int_t sec = json_integer_value(json_object_get(b, "stats_polling_interval_s"));
+	if (sec < 0 || sec > UINT32_MAX)
+		return fault(r, "Invalid statistics polling interval.");
+	if (ctl.state != NOT_STARTED && balloon_set_stats_interval(&ctl.vm, (uint32_t)sec) < 0)
+		return fault(r, "Cannot enable or disable balloon statistics after boot.");
 	json_object_set(bal, "stats_polling_interval_s", json_object_get(b, "stats_polling_interval_s"));
 	return 0;
 }

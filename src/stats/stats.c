@@ -12,6 +12,7 @@
 #include "util/log.h"
 #include "virtio/virtio.h"
 #include "vmm/exit_names.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 
 /* Exit classes of the analytics window (docs/stats.md). */
@@ -428,6 +429,7 @@ void *stats_json(struct vm *vm)
 			track_block(s, i, stats_now_ns());
 		}
 	json_object_set_new(o, "uptime_us", json_integer((json_int_t)vm_uptime_us(vm)));
+	json_object_set_new(o, "seccomp", json_boolean(seccomp_active()));
 	uint64_t user = 0;
 	for (unsigned r = 0; r < STATS_REASONS; r++)
 		user += reason_sum(vm, r);

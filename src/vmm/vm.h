@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "stats/stats.h"
+#include "vmm/seccomp.h"
 #include "util/log.h"
 #include "vmm/bus.h"
 #include "vmm/mem.h"
@@ -65,6 +66,7 @@ struct vm_config {
 	bool boot_timer;
 	bool test_device;
 	bool no_exit_stats;        /* benchmarking: no per-exit timing */
+	struct seccomp_opts seccomp; /* after set-up: default filter, none, or a file */
 	const char *stats_path;    /* write the final /stats JSON here at exit */
 	struct disk_config disks[KITE_MAX_DISKS];
 	unsigned nr_disks;
@@ -124,6 +126,9 @@ struct vm {
 	struct kvm_cpuid2 *supported_cpuid;
 	bool tsc_deadline;
 	struct vm_stop stop;
+	/* vCPU threads wait for this before their first KVM_RUN: set once the
+	 * VM is locked down (seccomp), so the guest never runs unfiltered. */
+	bool released;
 	/* Pause: vCPUs park outside KVM_RUN (under stop.lock) while set. */
 	bool paused;
 	unsigned parked;
@@ -158,6 +163,8 @@ void vcpus_stop(struct vm *vm);
 /* Parks every vCPU outside KVM_RUN and returns once all are parked; resume
  * lets them run again. From a thread that is not a vCPU. */
 void vcpus_pause(struct vm *vm);
+/* Lets vCPU threads started by vcpus_start() enter the guest. */
+void vcpus_release(struct vm *vm);
 void vcpus_resume(struct vm *vm);
 
 /* x86: registers, MSRs, FPU, LAPIC, CPUID of one vCPU before it runs. */
