@@ -90,13 +90,16 @@ int template_host_cpuid(struct kvm_cpuid2 **out, char *msg, size_t len);
  * (the vCPU set-up checks again). */
 int template_check_host(const struct cpu_template *t, char *msg, size_t len);
 
+/* Why this host's guests may not see what a template says, or NULL: on a PVM
+ * host (kvm_pvm) the hardware's features in CPUID 0x1 ECX/EDX, 0x7 and 0xd. */
+const char *template_host_caveat(void);
 /* Does the template fix bits of CPUID 0x1 ECX/EDX, 0x7 or 0xd? */
 bool template_touches_hw_leaves(const struct cpu_template *t);
 /* A warning when this host's KVM ignores the leaves the template modifies
  * (PVM: the hardware's 0x1 ECX/EDX, 0x7 and 0xd reach the guest). */
 void template_warn_host(const struct cpu_template *t);
 
-/* `kite cpu-template dump|intersect|check ...`: returns the exit code. */
+/* `kite cpu-template dump|intersect|check ...` (template_cli.c): returns the exit code. */
 int template_main(int argc, char **argv);
 
 #endif
