@@ -277,6 +277,10 @@ static void parse_errors(void **state)
 		{"{\"msr_modifiers\": [{\"bitmap\": " BM64 "}]}", "msr_modifiers[0].addr is missing"},
 		{"{\"msr_modifiers\": [{\"addr\": \"0x10a\"}]}", "msr_modifiers[0].bitmap is missing"},
 		{"{\"msr_modifiers\": [{\"addr\": \"0x10a\", \"bitmap\": " BM64 ", \"x\": 0}]}", "unknown member 'x'"},
+		/* Values that would break the one-line message are not quoted. */
+		{LEAF(MOD("\"eax\"", "\"0b0000\\n0000\"")), "cpuid_modifiers[0].modifiers[0].bitmap: character 7 is not"},
+		{LEAF("{\"leaf\": \"0x1\\n\", \"subleaf\": \"0x0\", \"flags\": 0, \"modifiers\": []}"),
+		 "cpuid_modifiers[0].leaf: expected a 32-bit number"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char msg[300] = "";
@@ -285,6 +289,7 @@ static void parse_errors(void **state)
 			fail_msg("accepted: %s", cases[i].json);
 		if (!strstr(msg, cases[i].msg))
 			fail_msg("%s\n  said:     %s\n  expected: %s", cases[i].json, msg, cases[i].msg);
+		assert_null(strchr(msg, '\n'));
 	}
 }
 

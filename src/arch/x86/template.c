@@ -170,6 +170,16 @@ int tmpl_parse_bitmap(const char *s, unsigned bits, uint64_t *mask, uint64_t *va
 	return 0;
 }
 
+/* Values are quoted in messages only when they cannot break the one-line
+ * error (a newline in a bitmap, say). */
+static bool printable(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f || *s == '\'')
+			return false;
+	return true;
+}
+
 /* Members of an object outside `allowed` are refused (a typo would otherwise
  * silently leave a register alone). */
 static int only_members(const json_t *o, const char *const *allowed, const char *where, char *msg,
@@ -196,9 +206,13 @@ static int number_member(const json_t *o, const char *name, const char *where, u
 	if (!json_is_string(v))
 		return failf(msg, len, "%s.%s must be a string such as \"0x1\"", where, name);
 	const char *s = json_string_value(v);
-	if (strlen(s) > 66 || tmpl_parse_u32(s, out) < 0)
+	if (strlen(s) > 66 || tmpl_parse_u32(s, out) < 0) {
+		if (!printable(s))
+			return failf(msg, len, "%s.%s: expected a 32-bit number as \"0x\" hex, \"0b\" binary or decimal",
+				     where, name);
 		return failf(msg, len, "%s.%s '%.66s': expected a 32-bit number as \"0x\" hex, \"0b\" binary or decimal",
 			     where, name, s);
+	}
 	return 0;
 }
 
@@ -212,8 +226,11 @@ static int bitmap_member(const json_t *o, const char *where, unsigned bits, uint
 		return failf(msg, len, "%s.bitmap must be a string", where);
 	char why[128];
 	const char *s = json_string_value(v);
-	if (tmpl_parse_bitmap(s, bits, mask, value, why, sizeof(why)) < 0)
+	if (tmpl_parse_bitmap(s, bits, mask, value, why, sizeof(why)) < 0) {
+		if (!printable(s))
+			return failf(msg, len, "%s.bitmap: %s", where, why);
 		return failf(msg, len, "%s.bitmap '%.80s%s': %s", where, s, strlen(s) > 80 ? "..." : "", why);
+	}
 	return 0;
 }
 
