@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "arch/x86/template.h"
 #include "stats/statcli.h"
 #include "util/devopts.h"
 #include "util/log.h"
@@ -35,8 +36,10 @@ static void usage(FILE *f)
 		"                [--vsock cid=N,uds=PATH] [--rng] [--balloon MiB[,deflate-on-oom][,stats=S]]\n"
 		"                [--stats-file PATH] [--no-exit-stats] [--no-seccomp | --seccomp-filter FILE]\n"
 		"                [--huge-pages none|2M|thp] [--ksm]\n"
+		"                [--cpu-template FILE]\n"
 		"       kite stat --api-sock PATH [--api-sock PATH]... [--interval S] [--count N]\n"
 		"                 [--format text|json|prometheus]\n"
+		"       kite cpu-template dump|intersect|check ... (see 'kite cpu-template --help')\n"
 		"\n"
 		"The first form is Firecracker's: an HTTP API on a Unix socket (default\n"
 		DEFAULT_API_SOCK ") and/or a JSON --config-file. `kite run` boots directly.\n"
@@ -110,7 +113,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
 	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
 	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS, OPT_NO_SECCOMP, OPT_SECCOMP_FILTER,
-	       OPT_HUGE_PAGES, OPT_KSM };
+	       OPT_HUGE_PAGES, OPT_KSM, OPT_CPU_TEMPLATE };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -133,6 +136,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
 		{"huge-pages", required_argument, NULL, OPT_HUGE_PAGES},
 		{"ksm", no_argument, NULL, OPT_KSM},
+		{"cpu-template", required_argument, NULL, OPT_CPU_TEMPLATE},
 		{NULL, 0, NULL, 0},
 	};
 	opterr = 0;
@@ -227,6 +231,11 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 			break;
 		case OPT_KSM:
 			cfg->ksm = true;
+			break;
+		case OPT_CPU_TEMPLATE:
+			template_free(cfg->cpu_template);
+			if (!(cfg->cpu_template = template_load(optarg, msg, sizeof(msg))))
+				return usage_error("--cpu-template %s", msg);
 			break;
 		case OPT_BALLOON:
 			if (devopt_balloon(optarg, cfg, msg, sizeof(msg)) < 0)
@@ -361,6 +370,8 @@ int main(int argc, char **argv)
 			return r;
 		return machine_run(&cfg);
 	}
+	if (strcmp(argv[1], "cpu-template") == 0)
+		return template_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "stat") == 0)
 		return stat_main(argc - 1, argv + 1);
 	if (argv[1][0] == '-')

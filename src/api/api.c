@@ -16,6 +16,7 @@
 #include "api/http.h"
 #include "api/metrics.h"
 #include "api/schema.h"
+#include "arch/x86/template.h"
 #include "devices/i8042.h"
 #include "stats/stats.h"
 #include "util/devopts.h"
@@ -479,11 +480,18 @@ static int h_patch_machine_config(const json_t *b, const char *id, struct reply 
 static int h_put_cpu_config(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
-	static const char *const mods[] = {"cpuid_modifiers", "msr_modifiers", "kvm_capabilities",
-					   "reg_modifiers", "vcpu_features"};
-	for (unsigned i = 0; i < sizeof(mods) / sizeof(mods[0]); i++)
-		if (json_array_size(json_object_get(b, mods[i])))
-			return fault(r, "CPU templates (%s) are not supported by kite yet.", mods[i]);
+	/* A custom CPU template (docs/cpu-templates.md): parsed strictly and checked
+	 * against this host now; its vCPUs apply it at InstanceStart. */
+	char msg[300];
+	struct cpu_template *t = template_from_json(b, msg, sizeof(msg));
+	if (!t)
+		return fault(r, "Invalid CPU template: %s.", msg);
+	if (template_check_host(t, msg, sizeof(msg)) < 0) {
+		template_free(t);
+		return fault(r, "CPU template refused: %s.", msg);
+	}
+	template_free(ctl.cfg.cpu_template);
+	ctl.cfg.cpu_template = t;
 	json_object_set(ctl.config, "cpu-config", (json_t *)b);
 	return 0;
 }

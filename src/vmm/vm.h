@@ -56,6 +56,8 @@ struct balloon_config {
 	uint32_t stats_interval_s; /* 0: no statistics */
 };
 
+struct cpu_template;
+
 struct vm_config {
 	const char *kernel;
 	const char *initrd;
@@ -79,6 +81,7 @@ struct vm_config {
 	bool rng;
 	struct rl_config rng_rl;   /* PUT /entropy rate_limiter */
 	struct balloon_config balloon;
+	struct cpu_template *cpu_template; /* --cpu-template / PUT /cpu-config; NULL: none */
 	struct timespec exec_time; /* when the process started: boot timer reference */
 };
 
