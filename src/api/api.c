@@ -21,6 +21,7 @@
 #include "stats/stats.h"
 #include "util/devopts.h"
 #include "util/log.h"
+#include "virtio/blk.h"
 #include "virtio/net.h"
 #include "virtio/balloon.h"
 #include "vmm/machine.h"
@@ -503,6 +504,15 @@ static int h_put_drive(const json_t *b, const char *id, struct reply *r)
 
 static int h_patch_drive(const json_t *b, const char *id, struct reply *r)
 {
+	/* The running disk first: nothing is recorded that did not apply. */
+	if (ctl.state != NOT_STARTED) {
+		struct rl_config rl;
+		rl_from_json(b, "rate_limiter", &rl);
+		struct kite_err err = {0};
+		if (blk_update(&ctl.vm, id, json_string_value(json_object_get(b, "path_on_host")),
+			       json_object_get(b, "rate_limiter") ? &rl : NULL, &err) < 0)
+			return fault(r, "%s.", err.msg);
+	}
 	return patch_keyed("drives", "drive_id", id, b, r);
 }
 

@@ -30,9 +30,11 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "devices/device.h"
+#include "stats/stats.h"
 #include "vmm/vm.h"
 
 /* One request handed to io_uring. */
@@ -69,6 +71,14 @@ struct blk {
 	unsigned inflight;
 	bool stalled;      /* stopped popping for want of a slot or an SQE */
 	bool logged_error; /* the first I/O error is logged, not every one */
+
+	/* rate_limiter: a request over budget stays in `chain` (held) until
+	 * the timer says the buckets have refilled. */
+	struct rate_limiter rl;
+	bool limited;
+	bool held;
+	struct blk_req held_req;
+	int timer_fd;
 };
 
 static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
@@ -139,7 +149,7 @@ struct blk *blk_open(const struct disk_config *cfg, struct kite_err *err)
 		err_set(err, KITE_EXIT_ERROR, "disk '%s': out of memory", cfg->id);
 		return NULL;
 	}
-	b->fd = b->efd = -1;
+	b->fd = b->efd = b->timer_fd = -1;
 	b->id = strdup(cfg->id ? cfg->id : "");
 	b->path = strdup(cfg->path ? cfg->path : "");
 	/* Nothing past BLK_QUEUE_SIZE iovecs per request is ever touched, and
@@ -151,6 +161,13 @@ struct blk *blk_open(const struct disk_config *cfg, struct kite_err *err)
 	}
 	if (!cfg->path || image_open(b, cfg, err) < 0 || ring_setup(b, err) < 0)
 		goto fail;
+	b->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (b->timer_fd < 0) {
+		err_set(err, KITE_EXIT_ERROR, "disk '%s': timerfd: %s", b->id, strerror(errno));
+		goto fail;
+	}
+	b->limited = rl_config_active(&cfg->rl);
+	rl_init(&b->rl, &cfg->rl, stats_now_ns());
 
 	for (unsigned i = 0; i < BLK_QUEUE_SIZE; i++) {
 		b->io[i].iov = b->iovs + (size_t)i * BLK_QUEUE_SIZE;
@@ -362,6 +379,24 @@ static bool start(struct blk *b, struct vq *vq, const struct blk_req *r)
 	return false;
 }
 
+/* Whether request r may start under the rate limiter (reads and writes
+ * count their bytes, every request one operation); else arms the timer. */
+static bool rl_allows(struct blk *b, const struct blk_req *r)
+{
+	if (!b->limited || r->type == VIRTIO_BLK_T_GET_ID)
+		return true;
+	uint64_t bytes = r->type == VIRTIO_BLK_T_FLUSH ? 0 : r->data_len;
+	uint64_t now = stats_now_ns();
+	if (rl_consume(&b->rl, bytes, now))
+		return true;
+	uint64_t wait = rl_wait_ns(&b->rl, bytes, now);
+	struct itimerspec it = {.it_value = {.tv_sec = (time_t)(wait / 1000000000u),
+					     .tv_nsec = (long)(wait % 1000000000u)}};
+	if (timerfd_settime(b->timer_fd, 0, &it, NULL) < 0)
+		log_warn("disk '%s': rate limiter timer: %s", b->id, strerror(errno));
+	return false;
+}
+
 /* Pops and starts requests while there is room for them in flight. */
 static void kick(struct blk *b)
 {
@@ -376,19 +411,29 @@ static void kick(struct blk *b)
 			b->stalled = true; /* the next completion pops again */
 			break;
 		}
-		int r = vq_pop(vq, &b->chain);
-		if (r == VQ_EMPTY)
-			break;
-		if (r < 0) {
-			virtio_dev_needs_reset(d, "%s", vq_strerror(r));
-			break;
-		}
-		d->requests++;
 		struct blk_req req;
-		if (blk_parse(&b->chain, &b->lim, &req) < 0) {
-			virtio_dev_needs_reset(d, "request without a status byte");
-			break;
+		if (b->held) {
+			req = b->held_req; /* its chain is still in b->chain */
+		} else {
+			int r = vq_pop(vq, &b->chain);
+			if (r == VQ_EMPTY)
+				break;
+			if (r < 0) {
+				virtio_dev_needs_reset(d, "%s", vq_strerror(r));
+				break;
+			}
+			d->requests++;
+			if (blk_parse(&b->chain, &b->lim, &req) < 0) {
+				virtio_dev_needs_reset(d, "request without a status byte");
+				break;
+			}
 		}
+		if (req.status == VIRTIO_BLK_S_OK && !rl_allows(b, &req)) {
+			b->held = true;
+			b->held_req = req;
+			break; /* the timer kicks again */
+		}
+		b->held = false;
 		if (req.status != VIRTIO_BLK_S_OK) {
 			answer(b, vq, b->chain.head, req.status_ptr, req.status, 0);
 			answered = true;
@@ -431,13 +476,27 @@ static void blk_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 	memcpy(data, b->config + off, len);
 }
 
+static void on_timer(struct virtio_dev *d, void *ctx, uint32_t events)
+{
+	(void)events;
+	struct blk *b = ctx;
+	uint64_t n;
+	if (read(b->timer_fd, &n, sizeof(n)) < 0)
+		return;
+	kick(b);
+	(void)d;
+}
+
 static int blk_activate(struct virtio_dev *d)
 {
 	struct blk *b = d->priv;
 	b->write_through = !virtio_has_feature(d, VIRTIO_BLK_F_FLUSH);
+	b->held = false;
 	if (virtio_dev_watch(d, b->efd, EPOLLIN, on_completion, b) < 0)
 		return -1;
 	b->watching = true;
+	if (b->timer_fd >= 0 && virtio_dev_watch(d, b->timer_fd, EPOLLIN, on_timer, b) < 0)
+		return -1;
 	return 0;
 }
 
@@ -453,6 +512,12 @@ static void blk_reset(struct virtio_dev *d)
 	if (b->watching)
 		virtio_dev_unwatch(d, b->efd);
 	b->watching = false;
+	if (b->timer_fd >= 0) {
+		struct itimerspec off = {0};
+		timerfd_settime(b->timer_fd, 0, &off, NULL);
+		virtio_dev_unwatch(d, b->timer_fd);
+	}
+	b->held = false; /* forgotten, never answered */
 	drain(b);
 	b->stalled = false;
 }
@@ -469,6 +534,8 @@ void blk_free(struct blk *b)
 		close(b->efd);
 	if (b->fd >= 0)
 		close(b->fd);
+	if (b->timer_fd >= 0)
+		close(b->timer_fd);
 	vq_chain_free(&b->chain);
 	free(b->iovs);
 	free(b->id);
@@ -518,3 +585,76 @@ static int blk_create(struct vm *vm, struct kite_err *err)
 }
 
 KITE_DEVICE(virtio_blk, {.name = "virtio-blk", .create = blk_create});
+
+void blk_set_rate_limiter(struct blk *b, const struct rl_config *rl)
+{
+	rl_update(&b->rl, rl, stats_now_ns());
+	b->limited = rl_config_active(rl);
+	/* A held request is tried again under the new limits, now. */
+	if (b->held && b->timer_fd >= 0) {
+		struct itimerspec soon = {.it_value = {.tv_nsec = 1}};
+		timerfd_settime(b->timer_fd, 0, &soon, NULL);
+	}
+}
+
+/* Waits for the requests in flight and answers them as usual (PATCH: the
+ * backing file changes under a running guest). Lock held. */
+static void settle(struct blk *b)
+{
+	struct vq *vq = virtio_dev_queue(b->dev, 0);
+	bool answered = false;
+	while (b->inflight) {
+		int r = io_uring_submit_and_wait(&b->ring, 1);
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+			break;
+		answered |= reap(b, vq, false);
+	}
+	if (answered)
+		virtio_dev_signal(b->dev, 0);
+}
+
+int blk_update(struct vm *vm, const char *id, const char *path, const struct rl_config *rl,
+	       struct kite_err *err)
+{
+	for (struct virtio_dev *d = virtio_dev_next(vm, NULL); d; d = virtio_dev_next(vm, d)) {
+		if (d->ops != &blk_ops)
+			continue;
+		pthread_mutex_lock(&d->lock);
+		struct blk *b = d->priv;
+		if (!b || strcmp(b->id, id) != 0) {
+			pthread_mutex_unlock(&d->lock);
+			continue;
+		}
+		int ret = 0;
+		if (path) {
+			/* Open the new image first: a bad path changes nothing. */
+			struct blk nb = {.fd = -1};
+			struct disk_config dc = {.id = b->id, .path = path, .read_only = b->lim.read_only};
+			char *p2 = strdup(path);
+			if (!p2 || image_open(&nb, &dc, err) < 0) {
+				if (nb.fd >= 0)
+					close(nb.fd);
+				free(p2);
+				if (!p2)
+					err_set(err, KITE_EXIT_ERROR, "disk '%s': out of memory", id);
+				pthread_mutex_unlock(&d->lock);
+				return -1;
+			}
+			settle(b);
+			close(b->fd);
+			b->fd = nb.fd;
+			free(b->path);
+			b->path = p2;
+			b->lim.capacity = nb.lim.capacity;
+			put_le(b->config + BLK_CFG_CAPACITY, b->lim.capacity, 8);
+			virtio_dev_config_changed(d); /* the guest rereads the capacity */
+			log_info("%s: disk '%s' now '%s', %llu sectors", d->name, id, path,
+				 (unsigned long long)b->lim.capacity);
+		}
+		if (rl)
+			blk_set_rate_limiter(b, rl);
+		pthread_mutex_unlock(&d->lock);
+		return ret;
+	}
+	return err_set(err, KITE_EXIT_ERROR, "disk '%s' does not exist", id);
+}

@@ -100,4 +100,16 @@ unsigned blk_poll(struct virtio_dev *d);
 
 extern const struct virtio_dev_ops blk_ops;
 
+/* PATCH /drives/{id}: a new backing file (NULL: keep it) and/or new limits
+ * (NULL: keep them) for a running disk. In-flight requests finish on the old
+ * file first; the guest is told the new capacity. 0, or -1 with err set. */
+struct vm;
+struct rl_config;
+struct blk;
+/* New limits for a disk (lock held); a request held by the old ones is
+ * retried at once. */
+void blk_set_rate_limiter(struct blk *b, const struct rl_config *rl);
+int blk_update(struct vm *vm, const char *id, const char *path, const struct rl_config *rl,
+	       struct kite_err *err);
+
 #endif
