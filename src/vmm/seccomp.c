@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/fs.h>
 #include <linux/kvm.h>
 #include <linux/if_tun.h>
 #include <seccomp.h>
@@ -88,6 +89,7 @@ static const unsigned long ioctls[] = {
 	KVM_TRANSLATE, KVM_GET_MP_STATE, KVM_GET_CLOCK, KVM_GET_DIRTY_LOG, KVM_KVMCLOCK_CTRL,
 	KVM_GET_STATS_FD,
 	TUNSETOFFLOAD, TUNSETVNETHDRSZ,
+	BLKGETSIZE64, /* PATCH /drives to a block device */
 	TCGETS, TCSETS, TCSETSW, TCSETSF, FIONBIO,
 };
 
