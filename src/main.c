@@ -35,7 +35,8 @@ static void usage(FILE *f)
 		"                [--disk PATH[,ro][,id=NAME][,serial=S]]... [--net tap=NAME[,mac=MAC][,id=NAME]]...\n"
 		"                [--vsock cid=N,uds=PATH] [--rng] [--balloon MiB[,deflate-on-oom][,stats=S]]\n"
 		"                [--stats-file PATH] [--no-exit-stats] [--no-seccomp | --seccomp-filter FILE]\n"
-		"                [--huge-pages none|2M|thp] [--ksm]\n"
+		"                [--huge-pages none|2M|thp] [--ksm] [--vcpu-affinity CPU[,CPU]...]\n"
+		"                [--vcpu-sched other[:NICE]|batch[:NICE]|idle|fifo:PRIO|rr:PRIO]\n"
 		"                [--cpu-template FILE]\n"
 		"       kite stat --api-sock PATH [--api-sock PATH]... [--interval S] [--count N]\n"
 		"                 [--format text|json|prometheus]\n"
@@ -113,7 +114,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
 	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
 	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS, OPT_NO_SECCOMP, OPT_SECCOMP_FILTER,
-	       OPT_HUGE_PAGES, OPT_KSM, OPT_CPU_TEMPLATE };
+	       OPT_HUGE_PAGES, OPT_KSM, OPT_CPU_TEMPLATE, OPT_VCPU_AFFINITY, OPT_VCPU_SCHED };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -136,6 +137,8 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
 		{"huge-pages", required_argument, NULL, OPT_HUGE_PAGES},
 		{"ksm", no_argument, NULL, OPT_KSM},
+		{"vcpu-affinity", required_argument, NULL, OPT_VCPU_AFFINITY},
+		{"vcpu-sched", required_argument, NULL, OPT_VCPU_SCHED},
 		{"cpu-template", required_argument, NULL, OPT_CPU_TEMPLATE},
 		{NULL, 0, NULL, 0},
 	};
@@ -231,6 +234,14 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 			break;
 		case OPT_KSM:
 			cfg->ksm = true;
+			break;
+		case OPT_VCPU_AFFINITY:
+			if (devopt_affinity(optarg, cfg, msg, sizeof(msg)) < 0)
+				return usage_error("%s", msg);
+			break;
+		case OPT_VCPU_SCHED:
+			if (devopt_sched(optarg, cfg, msg, sizeof(msg)) < 0)
+				return usage_error("%s", msg);
 			break;
 		case OPT_CPU_TEMPLATE:
 			template_free(cfg->cpu_template);
