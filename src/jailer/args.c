@@ -2,6 +2,7 @@
  * before anything on the host is touched. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,7 +190,7 @@ static int apply(enum opt which, char *val, struct jail_opts *o, struct kite_err
 		o->id = val;
 		return 0;
 	case O_EXEC:
-		if (!*val)
+		if (!*val || strlen(val) >= PATH_MAX)
 			return usage_err(err, "--exec-file '%s': expected a path", val);
 		o->exec_file = val;
 		return 0;

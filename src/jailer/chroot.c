@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,10 +201,10 @@ int jail_chroot_build(const struct jail_opts *o, char *dir, size_t len, struct k
 			       "there would not open",
 			       o->chroot_base);
 
-	char tmp[1024];
+	char tmp[PATH_MAX];
 	snprintf(tmp, sizeof(tmp), "%s", o->exec_file);
 	const char *name = basename(tmp);
-	char jaildir[512];
+	char jaildir[PATH_MAX];
 	snprintf(jaildir, sizeof(jaildir), "%s/%s", base, name);
 	if (mkdir(jaildir, 0755) < 0 && errno != EEXIST)
 		return err_set(err, JAIL_EXIT_SETUP, "mkdir '%s': %s", jaildir, strerror(errno));
@@ -224,7 +225,7 @@ int jail_chroot_build(const struct jail_opts *o, char *dir, size_t len, struct k
 	 * dev/ stays root's so it cannot swap the device nodes. */
 	if (owned_dir(dir, 0755, o, true, err) < 0)
 		return -1;
-	char path[600];
+	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	if (place_exec(o, path, err) < 0)
 		return -1;

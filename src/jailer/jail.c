@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <grp.h>
 #include <libgen.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "jailer/jailer.h"
@@ -164,7 +165,7 @@ static void forward_signal(int sig)
  * on, since its caller knows only this pid. */
 static int pidns_parent(const struct jail_opts *o, const char *name, pid_t child, struct kite_err *err)
 {
-	char path[300];
+	char path[NAME_MAX + 8];
 	snprintf(path, sizeof(path), "/%s.pid", name);
 	FILE *f = fopen(path, "we");
 	if (!f || fprintf(f, "%d\n", (int)child) < 0 || fclose(f) != 0)
@@ -192,7 +193,7 @@ static int pidns_parent(const struct jail_opts *o, const char *name, pid_t child
 
 static int jail(const struct jail_opts *o, struct kite_err *err)
 {
-	char tmp[1024];
+	char tmp[PATH_MAX];
 	snprintf(tmp, sizeof(tmp), "%s", o->exec_file);
 	const char *name = basename(tmp);
 
@@ -210,7 +211,7 @@ static int jail(const struct jail_opts *o, struct kite_err *err)
 	struct jail_cgroup cg;
 	if (jail_cgroup_check(o, &cg, err) < 0 || jail_cgroup_create(o, &cg, err) < 0)
 		return -1;
-	char dir[600];
+	char dir[PATH_MAX];
 	if (jail_chroot_build(o, dir, sizeof(dir), err) < 0) {
 		jail_cgroup_abandon(&cg);
 		return -1;
@@ -244,7 +245,7 @@ static int jail(const struct jail_opts *o, struct kite_err *err)
 	/* kite takes --id in its API form; a subcommand (`run`) must come first and has no --id. */
 	char *argv[MAX_EXEC_ARGS + 4];
 	int n = 0;
-	char path[300];
+	char path[NAME_MAX + 2];
 	snprintf(path, sizeof(path), "/%s", name);
 	argv[n++] = (char *)name;
 	if (o->n_vmm_args == 0 || o->vmm_args[0][0] == '-') {
@@ -259,8 +260,18 @@ static int jail(const struct jail_opts *o, struct kite_err *err)
 	return err_set(err, JAIL_EXIT_SETUP, "exec %s in the jail: %s", path, strerror(errno));
 }
 
+/* fds 0-2 open, so nothing the jailer opens later lands on them and is
+ * then handed to kite as its stdin, stdout or stderr. */
+static void ensure_stdio(void)
+{
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+			_exit(JAIL_EXIT_SETUP);
+}
+
 int jail_main(int argc, char **argv)
 {
+	ensure_stdio();
 	close_other_fds();
 	struct jail_opts o;
 	struct kite_err err = {0};

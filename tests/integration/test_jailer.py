@@ -30,7 +30,8 @@ HELLO_LINE = "hello from a kite test guest\n"
 @pytest.fixture(scope="session")
 def static_kite(kite):
     """kite linked statically (a jail has no loader or libraries), from the objects
-    `make` just built."""
+    `make` builds (run here too: KITE=... skips the session's make)."""
+    subprocess.run(["make", "-s"], cwd=REPO, check=True, capture_output=True)
     objs = [REPO / "build" / "obj" / p.with_suffix(".o") for p in sorted((REPO / "src").rglob("*.c"))
             for p in [p.relative_to(REPO)]]
     out = REPO / "build" / "kite-static"
@@ -535,6 +536,22 @@ def test_daemonize(kite, static_kite, base, jails):
     j.proc.send_signal(signal.SIGTERM)
     assert j.wait() == 128 + signal.SIGTERM
     assert j.stdout() == "" and j.stderr() == ""
+
+
+@needs_jail
+def test_closed_stdin_becomes_dev_null(kite, static_kite, base):
+    # Started with fd 0 closed, kite would get its first own fd (the API socket)
+    # as stdin; the jailer fills 0-2 with /dev/null before opening anything.
+    out = tempfile.TemporaryFile()
+    p = subprocess.Popen(jail_cmd(kite, static_kite, base, "nostdin", vmm=["--api-sock", "/api.sock"]),
+                         stdout=out, stderr=out, close_fds=True, preexec_fn=lambda: os.close(0))
+    try:
+        sock = base / "kite-static" / "nostdin" / "root" / "api.sock"
+        wait_for(lambda: sock.exists() or p.poll() is not None, what="the jailed API socket")
+        assert os.readlink(f"/proc/{p.pid}/fd/0") == "/dev/null"
+    finally:
+        p.kill()
+        p.wait()
 
 
 @needs_jail
