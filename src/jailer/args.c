@@ -291,6 +291,8 @@ int jail_parse(int argc, char **argv, struct jail_opts *o, struct kite_err *err)
 	}
 	o->vmm_args = argv + i;
 	o->n_vmm_args = argc > i ? argc - i : 0;
+	if (o->n_vmm_args > JAIL_MAX_VMM_ARGS)
+		return usage_err(err, "%s arguments after '--': at most 256", "too many");
 	static const enum opt required[] = {O_ID, O_EXEC, O_UID, O_GID};
 	for (size_t k = 0; k < sizeof(required) / sizeof(required[0]); k++)
 		if (!seen[required[k]])

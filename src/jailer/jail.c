@@ -24,8 +24,6 @@
 
 #include "jailer/jailer.h"
 
-#define MAX_EXEC_ARGS 256
-
 /* Only stdin, stdout and stderr cross into the jail. */
 static void close_other_fds(void)
 {
@@ -205,8 +203,6 @@ static int jail(const struct jail_opts *o, struct kite_err *err)
 	int devnull = -1;
 	if (o->daemonize && (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
 		return err_set(err, JAIL_EXIT_SETUP, "open /dev/null: %s", strerror(errno));
-	if (o->n_vmm_args > MAX_EXEC_ARGS)
-		return err_set(err, JAIL_EXIT_USAGE, "more than %d arguments after '--'", MAX_EXEC_ARGS);
 
 	struct jail_cgroup cg;
 	if (jail_cgroup_check(o, &cg, err) < 0 || jail_cgroup_create(o, &cg, err) < 0)
@@ -243,7 +239,7 @@ static int jail(const struct jail_opts *o, struct kite_err *err)
 		return -1;
 
 	/* kite takes --id in its API form; a subcommand (`run`) must come first and has no --id. */
-	char *argv[MAX_EXEC_ARGS + 4];
+	char *argv[JAIL_MAX_VMM_ARGS + 4];
 	int n = 0;
 	char path[NAME_MAX + 2];
 	snprintf(path, sizeof(path), "/%s", name);

@@ -23,6 +23,7 @@ enum jail_exit {
 
 #define JAIL_ID_MAX 64
 #define JAIL_MAX_CGROUPS 32
+#define JAIL_MAX_VMM_ARGS 256
 #define JAIL_DEFAULT_CHROOT_BASE "/srv/jailer"
 #define JAIL_DEFAULT_PARENT_CGROUP "kite"
 #define JAIL_DEFAULT_NOFILE 2048

@@ -188,6 +188,14 @@ def test_double_dash_ends_the_jailer_flags(kite, base):
     refused(r, 2, "--exec-file '/nonexistent/kite': No such file or directory")
 
 
+def test_too_many_arguments_for_kite(kite, base):
+    r = run(jail_cmd(kite, "/nonexistent/kite", base, vmm=["--x"] * 257))
+    refused(r, 2, "too many arguments after '--': at most 256")
+    # 256 are fine as far as the jailer's command line goes (the exec file is next)
+    r = run(jail_cmd(kite, "/nonexistent/kite", base, vmm=["--x"] * 256))
+    refused(r, 2, "--exec-file '/nonexistent/kite'")
+
+
 def test_help(kite):
     r = run([kite, "jail", "--help"])
     assert r.returncode == 0 and r.stderr == ""
@@ -572,11 +580,13 @@ def test_cgroup_v2(kite, static_kite, base, jails, v2_setting):
     c, f, v, parent = v2_setting
     j = jails(kite, static_kite, base, "cg", "--parent-cgroup", f"{parent}/inner", "--cgroup", f"{f}={v}",
               "--cgroup", "cgroup.max.descendants=3")
-    j.wait_sock()
-    cg = Path(cgroup2_root(), parent, "inner", "cg")
-    assert (cg / f).read_text().strip() == v
-    assert (cg / "cgroup.max.descendants").read_text().strip() == "3"
-    assert (cg / "cgroup.procs").read_text().split() == [str(j.proc.pid)]
-    assert c in (cg.parent / "cgroup.subtree_control").read_text().split()
-    assert Path(f"/proc/{j.proc.pid}/cgroup").read_text().splitlines()[-1] == f"0::/{parent}/inner/cg"
-    j.kill()
+    try:
+        j.wait_sock()
+        cg = Path(cgroup2_root(), parent, "inner", "cg")
+        assert (cg / f).read_text().strip() == v
+        assert (cg / "cgroup.max.descendants").read_text().strip() == "3"
+        assert (cg / "cgroup.procs").read_text().split() == [str(j.proc.pid)]
+        assert c in (cg.parent / "cgroup.subtree_control").read_text().split()
+        assert Path(f"/proc/{j.proc.pid}/cgroup").read_text().splitlines()[-1] == f"0::/{parent}/inner/cg"
+    finally:
+        j.kill()  # before v2_setting removes the cgroups
