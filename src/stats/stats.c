@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "util/log.h"
 #include "virtio/virtio.h"
 #include "vmm/exit_names.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 
 /* Exit classes of the analytics window (docs/stats.md). */
@@ -415,6 +417,49 @@ static json_t *analytics_json(struct vm_stats *s)
 	return o;
 }
 
+/* A "Key: N kB" (or bare number) line of a /proc file, or -1. */
+static long long proc_field(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	char line[256];
+	long long v = -1;
+	size_t n = strlen(key);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':') {
+			v = strtoll(line + n + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/* Guest RAM's backing and what the host did with it: resident memory, huge
+ * pages, pages KSM merged. */
+static json_t *memory_json(struct vm *vm)
+{
+	json_t *o = json_object();
+	const struct vm_config *c = vm->cfg;
+	json_object_set_new(o, "backing", json_string(c->huge_pages == GMEM_HUGETLB ? "hugetlb-2M"
+						      : c->huge_pages == GMEM_THP  ? "thp"
+										   : "anonymous"));
+	json_object_set_new(o, "ksm", json_boolean(c->ksm));
+	json_object_set_new(o, "guest_mib", json_integer((json_int_t)c->mem_mib));
+	json_object_set_new(o, "vmm_rss_kib", json_integer(proc_field("/proc/self/status", "VmRSS")));
+	json_object_set_new(o, "anon_huge_kib", json_integer(proc_field("/proc/self/smaps_rollup", "AnonHugePages")));
+	json_object_set_new(o, "hugetlb_kib", json_integer(proc_field("/proc/self/smaps_rollup", "Private_Hugetlb")));
+	long long merging = -1;
+	FILE *f = fopen("/proc/self/ksm_merging_pages", "re");
+	if (f) {
+		if (fscanf(f, "%lld", &merging) != 1)
+			merging = -1;
+		fclose(f);
+	}
+	json_object_set_new(o, "ksm_merging_pages", merging >= 0 ? json_integer(merging) : json_null());
+	return o;
+}
+
 void *stats_json(struct vm *vm)
 {
 	struct vm_stats *s = vm->stats;
@@ -428,6 +473,7 @@ void *stats_json(struct vm *vm)
 			track_block(s, i, stats_now_ns());
 		}
 	json_object_set_new(o, "uptime_us", json_integer((json_int_t)vm_uptime_us(vm)));
+	json_object_set_new(o, "seccomp", json_boolean(seccomp_active()));
 	uint64_t user = 0;
 	for (unsigned r = 0; r < STATS_REASONS; r++)
 		user += reason_sum(vm, r);
@@ -444,6 +490,7 @@ void *stats_json(struct vm *vm)
 		json_array_append_new(vc, vcpu_json(vm, s, i));
 	json_object_set_new(o, "vcpus", vc);
 	json_object_set_new(o, "devices", devices_json(vm));
+	json_object_set_new(o, "memory", memory_json(vm));
 	if (s) {
 		if (s->vm_kvm.fd >= 0 && kvmstats_read(&s->vm_kvm) == 0)
 			json_object_set_new(o, "kvm_vm", kvm_object(&s->vm_kvm));

@@ -13,11 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "devices/device.h"
 #include "virtio/net.h"
+
+#include "stats/stats.h"
 #include "vmm/vm.h"
 
 /* virtio_net_hdr flags and gso_type values (virtio 1.x, 5.1.6). */
@@ -41,6 +44,7 @@ struct net_dev *net_dev_new(int fd, bool is_tap, const uint8_t mac[6], const cha
 	if (!n)
 		return NULL;
 	n->fd = -1;
+	n->timer_fd = -1;
 	n->rx_buf = malloc(NET_MAX_FRAME);
 	if (!n->rx_buf || vq_chain_alloc(&n->rx_first, NET_QUEUE_SIZE) < 0 ||
 	    vq_chain_alloc(&n->rx_next, NET_QUEUE_SIZE) < 0 ||
@@ -62,6 +66,8 @@ void net_dev_free(struct net_dev *n)
 		return;
 	if (n->fd >= 0)
 		close(n->fd);
+	if (n->timer_fd >= 0)
+		close(n->timer_fd);
 	vq_chain_free(&n->rx_first);
 	vq_chain_free(&n->rx_next);
 	vq_chain_free(&n->tx_chain);
@@ -101,9 +107,9 @@ static void update_watch(struct virtio_dev *d, struct net_dev *n)
 		return;
 	}
 	uint32_t want = 0;
-	if (!n->rx_blocked)
+	if (!n->rx_blocked && !n->rx_throttled)
 		want |= EPOLLIN;
-	if (n->tx_pending || n->tx_more)
+	if ((n->tx_pending || n->tx_more) && !n->tx_throttled)
 		want |= EPOLLOUT;
 	if (want == n->events && (n->watching || !want))
 		return;
@@ -269,6 +275,50 @@ static int rx_deliver(struct virtio_dev *d, struct net_dev *n, struct vq *vq)
 	return 1;
 }
 
+/* ---- rate limiting ---- */
+
+/* Whether `bytes` may pass in this direction now; else arms the timer for
+ * when they may (the direction is throttled until it fires). */
+static bool rl_allows(struct virtio_dev *d, struct net_dev *n, struct rate_limiter *rl, bool *throttled,
+		   uint32_t bytes)
+{
+	uint64_t now = stats_now_ns();
+	if (rl_consume(rl, bytes, now))
+		return true;
+	*throttled = true;
+	if (n->timer_fd >= 0) {
+		uint64_t wait = rl_wait_ns(rl, bytes, now);
+		struct itimerspec cur, it = {.it_value = {.tv_sec = (time_t)(wait / 1000000000u),
+							  .tv_nsec = (long)(wait % 1000000000u)}};
+		/* The earlier of the two directions' deadlines wins. */
+		timerfd_gettime(n->timer_fd, &cur);
+		uint64_t left = (uint64_t)cur.it_value.tv_sec * 1000000000u + (uint64_t)cur.it_value.tv_nsec;
+		if ((left == 0 || wait < left) && timerfd_settime(n->timer_fd, 0, &it, NULL) < 0)
+			virtio_dev_needs_reset(d, "network interface '%s': rate limiter timer: %s", n->id,
+					       strerror(errno));
+	}
+	return false;
+}
+
+static void rx_process(struct virtio_dev *d, struct net_dev *n);
+static void tx_process(struct virtio_dev *d, struct net_dev *n);
+
+static void on_timer(struct virtio_dev *d, void *ctx, uint32_t events)
+{
+	(void)events;
+	struct net_dev *n = ctx;
+	uint64_t x;
+	if (read(n->timer_fd, &x, sizeof(x)) < 0)
+		return;
+	n->rx_throttled = n->tx_throttled = false;
+	if (n->active && !n->broken) {
+		tx_process(d, n);
+		if (!n->broken)
+			rx_process(d, n);
+	}
+	update_watch(d, n);
+}
+
 /* Receives until the backend has no frame, the guest no buffer, or the batch
  * is done (EPOLLIN is still watched then, and level-triggered). */
 static void rx_process(struct virtio_dev *d, struct net_dev *n)
@@ -293,12 +343,22 @@ static void rx_process(struct virtio_dev *d, struct net_dev *n)
 			n->rx_have_first = true;
 		}
 		n->rx_blocked = false;
+		if (n->rx_throttled)
+			break;
 		if (n->rx_len == 0) {
 			int got = rx_read(d, n);
 			if (got == RX_NONE)
 				break;
 			if (got == RX_DROPPED)
 				continue;
+			/* A frame read is a frame to account for, once: it
+			 * waits in the bounce buffer while over budget. */
+			n->rx_charged = false;
+		}
+		if (n->rx_limited && !n->rx_charged) {
+			if (!rl_allows(d, n, &n->rx_rl, &n->rx_throttled, n->rx_len - NET_HDR_LEN))
+				break;
+			n->rx_charged = true;
 		}
 		r = rx_deliver(d, n, vq);
 		if (r <= 0)
@@ -388,6 +448,13 @@ static void tx_process(struct virtio_dev *d, struct net_dev *n)
 				continue;
 			}
 			n->tx_pending = true;
+			n->tx_charged = false;
+		}
+		if (n->tx_limited && !n->tx_charged) {
+			if (n->tx_throttled ||
+			    !rl_allows(d, n, &n->tx_rl, &n->tx_throttled, n->tx_chain.readable_len - NET_HDR_LEN))
+				break;
+			n->tx_charged = true;
 		}
 		if (!tx_send(n))
 			break;
@@ -444,6 +511,9 @@ static int net_activate(struct virtio_dev *d)
 			log_warn("network interface '%s': TAP offloads: %s", n->id,
 				 strerror(errno));
 	}
+	n->rx_throttled = n->tx_throttled = false;
+	if (n->timer_fd >= 0 && virtio_dev_watch(d, n->timer_fd, EPOLLIN, on_timer, n) < 0)
+		return -1;
 	/* The transport calls notify for both queues next: that pops the
 	 * first rx buffer and starts watching the backend. */
 	return 0;
@@ -473,6 +543,12 @@ static void net_reset(struct virtio_dev *d)
 	n->rx_have_first = false;
 	n->rx_blocked = true;
 	n->tx_pending = n->tx_more = false;
+	n->rx_throttled = n->tx_throttled = false;
+	if (n->timer_fd >= 0) {
+		struct itimerspec off = {0};
+		timerfd_settime(n->timer_fd, 0, &off, NULL);
+		virtio_dev_unwatch(d, n->timer_fd);
+	}
 	/* A later driver may accept fewer offloads. */
 	if (n->is_tap && !n->dead)
 		tap_set_offload(n->fd, 0);
@@ -523,6 +599,17 @@ static int net_create(struct vm *vm, struct kite_err *err)
 				       id);
 		}
 		n->guest_offloads = offloads;
+		n->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		if (n->timer_fd < 0) {
+			net_dev_free(n);
+			return err_set(err, KITE_EXIT_ERROR, "network interface '%s': timerfd: %s", id,
+				       strerror(errno));
+		}
+		uint64_t now = stats_now_ns();
+		n->rx_limited = rl_config_active(&nc->rx_rl);
+		n->tx_limited = rl_config_active(&nc->tx_rl);
+		rl_init(&n->rx_rl, &nc->rx_rl, now);
+		rl_init(&n->tx_rl, &nc->tx_rl, now);
 		uint64_t features = NET_FEATURES_BASE | (offloads ? NET_FEATURES_GUEST_OFFLOADS : 0);
 		snprintf(name, sizeof(name), "virtio-net%u", i);
 		if (!virtio_pci_create(vm, &net_ops, n, features, name, err)) {
@@ -534,3 +621,35 @@ static int net_create(struct vm *vm, struct kite_err *err)
 }
 
 KITE_DEVICE(virtio_net, {.name = "virtio-net", .create = net_create});
+
+int net_set_rate_limiters(struct vm *vm, const char *id, const struct rl_config *rx,
+			  const struct rl_config *tx)
+{
+	for (struct virtio_dev *d = virtio_dev_next(vm, NULL); d; d = virtio_dev_next(vm, d)) {
+		if (d->ops != &net_ops)
+			continue;
+		pthread_mutex_lock(&d->lock);
+		struct net_dev *n = d->priv;
+		if (!n || strcmp(n->id, id) != 0) {
+			pthread_mutex_unlock(&d->lock);
+			continue;
+		}
+		uint64_t now = stats_now_ns();
+		if (rx) {
+			rl_update(&n->rx_rl, rx, now);
+			n->rx_limited = rl_config_active(rx);
+		}
+		if (tx) {
+			rl_update(&n->tx_rl, tx, now);
+			n->tx_limited = rl_config_active(tx);
+		}
+		/* Whatever waited, waits under the new limits: try again now. */
+		if (n->timer_fd >= 0 && n->active) {
+			struct itimerspec soon = {.it_value = {.tv_nsec = 1}};
+			timerfd_settime(n->timer_fd, 0, &soon, NULL);
+		}
+		pthread_mutex_unlock(&d->lock);
+		return 0;
+	}
+	return -1;
+}

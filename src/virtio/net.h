@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "util/log.h"
+#include "util/ratelimit.h"
 #include "virtio/virtio.h"
 
 /* Feature bits (virtio 1.x, 5.1.3). */
@@ -104,7 +105,21 @@ struct net_dev {
 	uint64_t tx_frames, tx_bytes, tx_dropped, tx_eagain;
 	uint64_t bad_chains;
 	bool warned_rx, warned_tx;
+
+	/* Rate limiters (rx_rate_limiter, tx_rate_limiter): a direction over
+	 * budget stops (rx keeps its frame in the bounce buffer, tx its chain)
+	 * until the timer fires. timer_fd is -1 in unit tests without one. */
+	struct rate_limiter rx_rl, tx_rl;
+	bool rx_limited, tx_limited;
+	bool rx_throttled, tx_throttled;
+	bool rx_charged, tx_charged; /* the frame in hand was counted */
+	int timer_fd;
 };
+
+/* PATCH /network-interfaces/{id}: new limits for a running interface (NULL:
+ * leave that direction as it is). 0, or -1 when no interface has that id. */
+int net_set_rate_limiters(struct vm *vm, const char *id, const struct rl_config *rx,
+			  const struct rl_config *tx);
 
 extern const struct virtio_dev_ops net_ops;
 

@@ -170,7 +170,7 @@ int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *e
 	    step(vm, load_guest(vm, &kernel, &initrd, err), "guest loaded") < 0 ||
 	    step(vm, devices_create(vm, err), "devices created") < 0 ||
 	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 || stats_start(vm) < 0 ||
-	    vcpus_start(vm, err) < 0) {
+	    vcpus_start(vm, err) < 0 || step(vm, seccomp_lockdown(&cfg->seccomp, err), "seccomp on") < 0) {
 		if (!err->code)
 			err_set(err, KITE_EXIT_ERROR, "cannot start the VM");
 		vm_request_stop(vm, err->code, "%s", err->msg);
@@ -180,6 +180,9 @@ int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *e
 		vm_destroy(vm);
 		r = -1;
 	}
+	/* vCPU threads wait for this: the guest runs only once the filter is in force. */
+	if (r == 0)
+		vcpus_release(vm);
 	/* The images live in guest RAM now; do not keep their pages resident twice. */
 	unmap_file(&kernel);
 	unmap_file(&initrd);

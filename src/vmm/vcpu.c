@@ -148,6 +148,14 @@ void vcpus_pause(struct vm *vm)
 	pthread_mutex_unlock(&vm->stop.lock);
 }
 
+void vcpus_release(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->stop.lock);
+	vm->released = true;
+	pthread_cond_broadcast(&vm->stop.cond);
+	pthread_mutex_unlock(&vm->stop.lock);
+}
+
 void vcpus_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->stop.lock);
@@ -168,6 +176,10 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, SIG_VCPU_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+	pthread_mutex_lock(&v->vm->stop.lock);
+	while (!v->vm->released && !v->vm->stop.requested)
+		pthread_cond_wait(&v->vm->stop.cond, &v->vm->stop.lock);
+	pthread_mutex_unlock(&v->vm->stop.lock);
 	/* For the start-up benchmark (bench/startup.sh reads it at --level debug). */
 	if (v->id == 0)
 		log_debug("vCPU 0: first KVM_RUN %llu us after exec",

@@ -35,9 +35,10 @@ def static_kite(kite):
     objs = [REPO / "build" / "obj" / p.with_suffix(".o") for p in sorted((REPO / "src").rglob("*.c"))
             for p in [p.relative_to(REPO)]]
     out = REPO / "build" / "kite-static"
+    libs = subprocess.run(["make", "-s", "--no-print-directory", "--eval", "print-ldlibs: ; @echo $(LDLIBS)",
+                           "print-ldlibs"], cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
     r = subprocess.run(["cc", "-static-pie", "-Wl,-z,noexecstack", "-Wl,-z,relro", "-Wl,-z,now", "-o", out,
-                        *objs, "-ljansson", "-lhttp_parser", "-luring", "-lpthread"],
-                       capture_output=True, text=True)
+                        *objs, *libs], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.fail(f"linking a static kite failed:\n{r.stderr}", pytrace=False)
     return str(out)

@@ -147,3 +147,15 @@ def test_kite_stat_without_a_vm(kite, tmp_path):
     assert r.returncode == 1
     assert r.stderr.startswith("kite stat: error: ") and "nobody.sock" in r.stderr
     assert len(r.stderr.splitlines()) == 1
+
+
+def test_memory_backing_and_ksm_reported(kite, guests, tmp_path):
+    out = tmp_path / "s.json"
+    r = run([kite, "run", "--kernel", GUESTS / "exit_counts.elf", "--mem", "64", "--test-device",
+             "--huge-pages", "thp", "--ksm", "--stats-file", out])
+    assert r.returncode == 0, r.stderr
+    m = json.loads(out.read_text())["memory"]
+    assert m["backing"] == "thp" and m["ksm"] is True and m["guest_mib"] == 64
+    assert m["vmm_rss_kib"] > 0
+    s = run_counts(kite, tmp_path)
+    assert s["memory"]["backing"] == "anonymous" and s["memory"]["ksm"] is False

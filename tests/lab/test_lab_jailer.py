@@ -114,8 +114,10 @@ def static_kite(out):
     srcs = sorted(os.path.relpath(os.path.join(d, f), REPO)
                   for d, _, fs in os.walk(os.path.join(REPO, "src")) for f in fs if f.endswith(".c"))
     objs = [os.path.join(REPO, "build", "obj", s[:-2] + ".o") for s in srcs]
+    libs = subprocess.run(["make", "-s", "--no-print-directory", "--eval", "print-ldlibs: ; @echo $(LDLIBS)",
+                           "print-ldlibs"], cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
     subprocess.run(["cc", "-static-pie", "-Wl,-z,noexecstack", "-Wl,-z,relro", "-Wl,-z,now", "-o", out,
-                    *objs, "-ljansson", "-lhttp_parser", "-luring", "-lpthread"], check=True)
+                    *objs, *libs], check=True)
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ while [ $i -lt 200 ] && [ $idle -lt 13 ]; do
 	i=$((i + 1))
 done
 echo "FINAL $(kite stat --api-sock /tmp/s.sock --format json)"
+echo "SECCOMP-STATUS $(grep '^Seccomp:' /proc/$pid/status)"
 kite stat --api-sock /tmp/s.sock > /tmp/text && echo "TEXTVIEW-OK" && cat /tmp/text
 kite stat --api-sock /tmp/s.sock --format prometheus | grep -c '^kite_' | sed 's/^/PROM-LINES /'
 kill $pid
@@ -149,3 +150,12 @@ def test_text_and_prometheus_views_in_the_lab(samples):
     m = re.search(r"PROM-LINES (\d+)", out)
     assert m and int(m.group(1)) > 50
     assert re.search(r"KITE-RC (\d+)", out)
+
+
+def test_seccomp_filter_in_force_on_a_real_boot(samples):
+    out, _ = samples
+    # mode 2: a filter; the whole boot and rest ran under it without a kill
+    assert re.search(r"SECCOMP-STATUS Seccomp:\s+2", out)
+    m = re.search(r"^FINAL (\{.*\})\r?$", out, re.M)
+    assert m and json.loads(m.group(1))["seccomp"] is True
+    assert "forbidden system call" not in out

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "stats/stats.h"
 #include "virtio/net.h"
 #include "virtio/virtio.h"
 
@@ -778,6 +779,68 @@ static void backend_hangup(void **state)
 
 /* ---- configuration and the TAP ---- */
 
+/* ---- rate limiters: a long refill time makes "over budget" deterministic ---- */
+
+static void tx_rate_limited(void **state)
+{
+	struct fx *f = *state;
+	struct rl_config c = {.bandwidth = {.size = 250, .refill_ms = 3600000}};
+	rl_init(&f->n->tx_rl, &c, stats_now_ns());
+	f->n->tx_limited = true;
+	fx_start(f, 0);
+	for (int i = 0; i < 3; i++) {
+		uint32_t lens[1] = {NET_HDR_LEN + 100};
+		uint64_t a[1];
+		chain_add(f, NET_TXQ, lens, 1, 1, a);
+		frame_make(gp(f, a[0], lens[0]), lens[0], 0, 0, (uint8_t)i);
+	}
+	kick(f, NET_TXQ);
+	/* 250 bytes: two 100-byte frames pass, the third waits in hand */
+	uint8_t got[256];
+	assert_int_equal(host_recv(f, got, sizeof(got)), NET_HDR_LEN + 100);
+	assert_int_equal(host_recv(f, got, sizeof(got)), NET_HDR_LEN + 100);
+	assert_int_equal(host_recv(f, got, sizeof(got)), -1);
+	assert_int_equal(used_idx(f, NET_TXQ), 2);
+	assert_true(f->n->tx_pending);
+	assert_true(f->n->tx_throttled);
+	assert_int_equal(f->n->tx_rl.throttled, 1);
+	/* throttled: not waiting for EPOLLOUT either (the timer brings it back) */
+	assert_false(f->n->events & EPOLLOUT);
+	/* a kick while throttled sends nothing */
+	kick(f, NET_TXQ);
+	assert_int_equal(host_recv(f, got, sizeof(got)), -1);
+	/* new limits (what PATCH does): without one the held frame goes */
+	struct rl_config off = {0};
+	rl_update(&f->n->tx_rl, &off, stats_now_ns());
+	f->n->tx_limited = false;
+	f->n->tx_throttled = false;
+	kick(f, NET_TXQ);
+	assert_int_equal(host_recv(f, got, sizeof(got)), NET_HDR_LEN + 100);
+	assert_int_equal(used_idx(f, NET_TXQ), 3);
+}
+
+static void rx_rate_limited(void **state)
+{
+	struct fx *f = *state;
+	struct rl_config c = {.ops = {.size = 1, .refill_ms = 3600000}};
+	rl_init(&f->n->rx_rl, &c, stats_now_ns());
+	f->n->rx_limited = true;
+	fx_start(f, VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF));
+	for (int i = 0; i < 4; i++)
+		rx_add(f, 2000, NULL);
+	host_send_frame(f, 500, 1);
+	host_send_frame(f, 500, 2);
+	kick(f, NET_RXQ);
+	/* one operation: one frame delivered, the second held, reading stopped */
+	assert_int_equal(used_idx(f, NET_RXQ), 1);
+	assert_int_equal(f->n->rx_frames, 1);
+	assert_true(f->n->rx_throttled);
+	assert_true(f->n->rx_len > 0); /* the second frame waits in the bounce buffer */
+	assert_false(f->n->events & EPOLLIN);
+	backend_event(f, EPOLLIN); /* even if the backend says more is there */
+	assert_int_equal(used_idx(f, NET_RXQ), 1);
+}
+
 static void config_space(void **state)
 {
 	struct fx *f = *state;
@@ -869,6 +932,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(vq_error_needs_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(reset_forgets_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(backend_hangup, setup, teardown),
+		cmocka_unit_test_setup_teardown(tx_rate_limited, setup, teardown),
+		cmocka_unit_test_setup_teardown(rx_rate_limited, setup, teardown),
 		cmocka_unit_test_setup_teardown(config_space, setup, teardown),
 		cmocka_unit_test(features_offered),
 		cmocka_unit_test(offload_flags),
