@@ -9,6 +9,7 @@
 
 #include "api/api.h"
 #include "arch/x86/template.h"
+#include "jailer/jailer.h"
 #include "stats/statcli.h"
 #include "util/devopts.h"
 #include "util/log.h"
@@ -41,6 +42,7 @@ static void usage(FILE *f)
 		"       kite stat --api-sock PATH [--api-sock PATH]... [--interval S] [--count N]\n"
 		"                 [--format text|json|prometheus]\n"
 		"       kite cpu-template dump|intersect|check ... (see 'kite cpu-template --help')\n"
+		"       kite jail --id ID --exec-file PATH --uid UID --gid GID [OPTIONS] [-- KITE ARGS]\n"
 		"\n"
 		"The first form is Firecracker's: an HTTP API on a Unix socket (default\n"
 		DEFAULT_API_SOCK ") and/or a JSON --config-file. `kite run` boots directly.\n"
@@ -385,6 +387,8 @@ int main(int argc, char **argv)
 		return template_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "stat") == 0)
 		return stat_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "jail") == 0)
+		return jail_main(argc - 1, argv + 1);
 	if (argv[1][0] == '-')
 		return cmd_firecracker(argc, argv, cfg.exec_time);
 	return usage_error("unknown command '%s'", argv[1]);
