@@ -23,7 +23,7 @@ struct bus_range {
 	void *opaque;
 	const char *name;
 	uint64_t accesses; /* trap accounting: exits that landed here */
-	uint64_t ns;       /* and the time the device spent on them */
+	uint64_t ns;       /* and the time kite spent on those exits (the vCPU loop adds it) */
 };
 
 struct bus {
@@ -31,7 +31,6 @@ struct bus {
 	struct bus_range *ranges;
 	int nr, cap;
 	uint64_t unclaimed; /* accesses that hit no device */
-	bool timed;         /* time each access (trap accounting) */
 };
 
 void bus_init(struct bus *b, const char *name);
@@ -42,6 +41,10 @@ int bus_register(struct bus *b, uint64_t base, uint64_t len, const struct bus_op
 const struct bus_range *bus_find(const struct bus *b, uint64_t addr);
 /* Routes one access. Reads that hit nothing return all-ones, writes are dropped:
  * what real hardware does for an unclaimed address. Returns false then. */
+/* The range the calling thread's last bus_dispatch() reached (NULL: none):
+ * the vCPU loop charges an exit's handling time to it without a clock read
+ * of its own. */
+extern __thread struct bus_range *bus_last_hit;
 bool bus_dispatch(struct bus *b, uint64_t addr, uint8_t *data, unsigned size, bool is_write);
 
 #endif

@@ -219,9 +219,13 @@ static void *vcpu_thread(void *arg)
 			break;
 		}
 		unsigned reason = v->run->exit_reason;
+		bus_last_hit = NULL;
 		bool go_on = handle_exit(v);
 		t_run = timed ? stats_now_ns() : 0;
 		stats_exit(&v->st, reason, t_run - t_exit);
+		/* The device that took the exit gets its time (shared by vCPUs: atomic). */
+		if (bus_last_hit && timed)
+			__atomic_add_fetch(&bus_last_hit->ns, t_run - t_exit, __ATOMIC_RELAXED);
 		if (!go_on)
 			break;
 	}

@@ -122,7 +122,6 @@ static const char *hugepages_free(void)
 int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 {
 	vm->cfg = cfg;
-	vm->pio.timed = vm->mmio.timed = !cfg->no_exit_stats;
 	if (cfg->cpus == 0 || cfg->cpus > vm->max_vcpus)
 		return err_set(err, KITE_EXIT_USAGE, "--cpus %u out of range: this host's KVM allows 1 to %u",
 			       cfg->cpus, vm->max_vcpus);
