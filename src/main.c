@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "gdb/gdb.h"
 #include "util/devopts.h"
 #include "util/log.h"
 #include "vmm/machine.h"
@@ -31,6 +32,7 @@ static void usage(FILE *f)
 		"                [--level error|warning|info|debug] [--test-device]\n"
 		"                [--disk PATH[,ro][,id=NAME][,serial=S]]... [--net tap=NAME[,mac=MAC][,id=NAME]]...\n"
 		"                [--vsock cid=N,uds=PATH] [--rng] [--balloon MiB[,deflate-on-oom][,stats=S]]\n"
+		"                [--gdb tcp:HOST:PORT|unix:PATH]\n"
 		"\n"
 		"The first form is Firecracker's: an HTTP API on a Unix socket (default\n"
 		DEFAULT_API_SOCK ") and/or a JSON --config-file. `kite run` boots directly.\n"
@@ -82,7 +84,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
 	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
-	       OPT_RNG, OPT_BALLOON };
+	       OPT_RNG, OPT_BALLOON, OPT_GDB };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -99,6 +101,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"vsock", required_argument, NULL, OPT_VSOCK},
 		{"rng", no_argument, NULL, OPT_RNG},
 		{"balloon", required_argument, NULL, OPT_BALLOON},
+		{"gdb", required_argument, NULL, OPT_GDB},
 		{NULL, 0, NULL, 0},
 	};
 	opterr = 0;
@@ -171,6 +174,11 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		case OPT_BALLOON:
 			if (devopt_balloon(optarg, cfg, msg, sizeof(msg)) < 0)
 				return usage_error("%s", msg);
+			break;
+		case OPT_GDB:
+			if (gdb_addr_check(optarg, msg, sizeof(msg)) < 0)
+				return usage_error("%s", msg);
+			cfg->gdb = optarg;
 			break;
 		case ':':
 			return usage_error("option '%s' needs a value", argv[optind - 1]);

@@ -14,6 +14,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "devices/device.h"
+#include "gdb/gdb.h"
 
 int map_file(const char *path, const char *what, struct mapped_file *f, uint64_t max,
 	     struct kite_err *err)
@@ -167,11 +168,13 @@ int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *e
 	    step(vm, vm_create(vm, cfg, err), "vm created") < 0 ||
 	    step(vm, load_guest(vm, &kernel, &initrd, err), "guest loaded") < 0 ||
 	    step(vm, devices_create(vm, err), "devices created") < 0 ||
-	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 || vcpus_start(vm, err) < 0) {
+	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 ||
+	    (cfg->gdb && gdb_stub_start(vm, cfg->gdb, err) < 0) || vcpus_start(vm, err) < 0) {
 		if (!err->code)
 			err_set(err, KITE_EXIT_ERROR, "cannot start the VM");
 		vm_request_stop(vm, err->code, "%s", err->msg);
 		vcpus_stop(vm);
+		gdb_stub_stop(vm);
 		devices_destroy(vm);
 		vm_destroy(vm);
 		r = -1;
@@ -190,6 +193,7 @@ int machine_wait(struct vm *vm)
 	pthread_mutex_unlock(&vm->stop.lock);
 
 	vcpus_stop(vm);
+	gdb_stub_stop(vm);
 	devices_destroy(vm);
 	int code = vm->stop.exit_code;
 	if (code == KITE_EXIT_OK || code > 128) /* a signal stop is what the user asked for */

@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include "gdb/gdb.h"
 #include "vmm/exit_names.h"
 #include "vmm/vm.h"
 
@@ -103,6 +104,9 @@ static bool handle_exit(struct vcpu *v)
 			fatal_exit(v, "unexpected system event");
 			return false;
 		}
+	case KVM_EXIT_DEBUG:
+		/* Only with --gdb: a breakpoint, watchpoint or step, or a guest's own #BP. */
+		return gdb_debug_exit(v);
 	case KVM_EXIT_HLT:
 		/* Only without an in-kernel LAPIC; kite always has one. */
 		__atomic_add_fetch(&v->exits_other, 1, __ATOMIC_RELAXED);
@@ -121,7 +125,7 @@ static void vcpu_park(struct vcpu *v)
 	pthread_mutex_lock(&vm->stop.lock);
 	vm->parked++;
 	pthread_cond_broadcast(&vm->stop.cond);
-	while (vm->paused && !vm->stop.requested)
+	while ((vm->paused || v->held) && !vm->stop.requested)
 		pthread_cond_wait(&vm->stop.cond, &vm->stop.lock);
 	vm->parked--;
 	pthread_mutex_unlock(&vm->stop.lock);
@@ -173,7 +177,8 @@ static void *vcpu_thread(void *arg)
 		log_debug("vCPU 0: first KVM_RUN %llu us after exec",
 			  (unsigned long long)vm_uptime_us(v->vm));
 	while (!vm_stopping(v->vm)) {
-		if (__atomic_load_n(&v->vm->paused, __ATOMIC_ACQUIRE)) {
+		if (__atomic_load_n(&v->vm->paused, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&v->held, __ATOMIC_ACQUIRE)) {
 			vcpu_park(v);
 			continue;
 		}

@@ -68,12 +68,14 @@ struct vm_config {
 	struct vsock_config vsock;
 	bool rng;
 	struct balloon_config balloon;
+	const char *gdb;           /* --gdb tcp:HOST:PORT or unix:PATH: the gdb stub listens there */
 	struct timespec exec_time; /* when the process started: boot timer reference */
 };
 
 struct vm;
 struct pci_bus;
 struct virtio_dev;
+struct gdb_stub;
 
 struct vcpu {
 	struct vm *vm;
@@ -82,6 +84,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	bool held;  /* parked by the debugger while other vCPUs run (under vm->stop.lock) */
 	/* Exit counters, written by this vCPU's thread only (relaxed atomics so
 	 * the metrics thread may read them). */
 	uint64_t exits_io_in, exits_io_out, exits_mmio_read, exits_mmio_write, exits_other;
@@ -119,6 +122,7 @@ struct vm {
 	/* Pause: vCPUs park outside KVM_RUN (under stop.lock) while set. */
 	bool paused;
 	unsigned parked;
+	struct gdb_stub *gdb;              /* --gdb, or NULL */
 	/* Boot entry for the BSP, filled by the loader. */
 	int boot_mode;
 	uint64_t boot_entry;
