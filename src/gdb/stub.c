@@ -580,8 +580,10 @@ static void on_input(struct gdb_stub *s, const uint8_t *buf, size_t n)
 				char reply[96];
 				gdb_target_stop_all(s);
 				/* A breakpoint hit meanwhile wins over the interrupt. */
-				if (!gdb_target_take_event(s, reply, sizeof(reply)))
-					snprintf(reply, sizeof(reply), "T02thread:%x;", s->g_cpu + 1);
+				if (!gdb_target_take_event(s, reply, sizeof(reply))) {
+					s->g_cpu = s->focus;
+					snprintf(reply, sizeof(reply), "T02thread:%x;", s->focus + 1);
+				}
 				put_stop(s, reply);
 			}
 			break;
@@ -712,8 +714,7 @@ int gdb_stub_start(struct vm *vm, const char *addr, struct kite_err *err)
 	s->vm = vm;
 	s->listen_fd = s->client_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
-	for (int i = 0; i < GDB_HW_SLOTS; i++)
-		s->slot_req[i] = -1;
+	gdb_bps_init(&s->bps);
 	s->c_cpu = -1;
 	s->pending = calloc(vm->nr_vcpus, sizeof(*s->pending));
 	s->stepping = calloc(vm->nr_vcpus, sizeof(*s->stepping));

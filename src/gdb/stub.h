@@ -9,36 +9,10 @@
 #include <stdint.h>
 #include <sys/un.h>
 
+#include "gdb/bp.h"
 #include "gdb/gdb.h"
 #include "gdb/packet.h"
 #include "gdb/regs.h"
-
-#define GDB_MAX_SW_BP 64
-#define GDB_HW_SLOTS 4 /* x86 debug registers DR0..DR3 */
-
-enum gdb_stop_kind { GDB_STOP_NONE, GDB_STOP_SWBP, GDB_STOP_HWBP, GDB_STOP_WATCH, GDB_STOP_STEP };
-
-/* Why a vCPU stopped, recorded by its thread at KVM_EXIT_DEBUG. */
-struct gdb_event {
-	enum gdb_stop_kind kind;
-	uint64_t addr;  /* breakpoint address or watched address */
-	char type;      /* the Z type of a hardware breakpoint or watchpoint: '1'..'4' */
-	int slot;       /* the debug register that fired, or -1 */
-};
-
-/* A breakpoint the stub planted: 0xCC at gpa, the byte it replaced. */
-struct gdb_sw_bp {
-	uint64_t gva, gpa;
-	uint8_t orig;
-};
-
-/* A Z1..Z4 request; a watched range may take several debug registers. */
-struct gdb_hw_req {
-	bool used;
-	char type; /* '1' execute, '2' write, '3' read, '4' access */
-	uint64_t addr, len;
-	uint8_t slots; /* bit i: uses DRi */
-};
 
 /* What a resume asks of one vCPU. */
 enum gdb_action { GDB_ACT_HOLD, GDB_ACT_CONT, GDB_ACT_STEP };
@@ -53,23 +27,19 @@ struct gdb_stub {
 	unsigned debug_caps;      /* KVM_CAP_SET_GUEST_DEBUG2: supported control bits */
 
 	/* Under lock: what vCPU threads read or write at their debug exits. The stub
-	 * thread changes the tables only while every vCPU is parked. */
+	 * thread changes the breakpoints only while every vCPU is parked. */
 	pthread_mutex_t lock;
 	bool quit;
 	struct gdb_event *pending; /* per vCPU: a stop not reported yet */
 	bool *stepping;            /* per vCPU: resumed to single-step */
-	struct gdb_sw_bp sw[GDB_MAX_SW_BP];
-	unsigned nr_sw;
-	uint64_t dr[GDB_HW_SLOTS];
-	uint64_t dr7;
-	int slot_req[GDB_HW_SLOTS]; /* request using DRi, or -1 */
-	struct gdb_hw_req hw[GDB_HW_SLOTS];
+	struct gdb_bps bps;
 
 	/* The stub thread's own. */
 	bool attached;   /* a debugger is connected and has not detached */
 	bool running;    /* vCPUs released; gdb waits for a stop reply */
 	unsigned g_cpu;  /* Hg: registers and memory */
 	int c_cpu;       /* Hc: legacy c/s; -1 all */
+	unsigned focus;  /* the vCPU a Ctrl-C stop names: the one last stepped, else vCPU 0 */
 	char last_stop[96];
 	struct gdb_rx rx;
 	char tx[2 * GDB_PACKET_MAX + 8]; /* the last packet sent, framed, for a '-' */

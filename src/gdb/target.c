@@ -13,44 +13,9 @@
 
 #define BP_VECTOR 3
 #define DB_VECTOR 1
-#define DR6_BS (1ULL << 14)
 #define DR7_FIXED1 0x400ULL
 
 /* ---- vCPU threads: debug exits ---- */
-
-/* Decides whether a debug exit is the debugger's; under s->lock. */
-static bool classify(struct gdb_stub *s, unsigned id, const struct kvm_debug_exit_arch *a,
-		     struct gdb_event *ev)
-{
-	if (a->exception == BP_VECTOR) {
-		for (unsigned i = 0; i < s->nr_sw; i++) {
-			if (s->sw[i].gva == a->pc) {
-				*ev = (struct gdb_event){.kind = GDB_STOP_SWBP, .addr = a->pc, .slot = -1};
-				return true;
-			}
-		}
-		return false;
-	}
-	if (a->exception != DB_VECTOR)
-		return false;
-	for (int slot = 0; slot < GDB_HW_SLOTS; slot++) {
-		int r = s->slot_req[slot];
-		if (!(a->dr6 & (1ULL << slot)) || r < 0)
-			continue;
-		const struct gdb_hw_req *q = &s->hw[r];
-		if (q->type == '1')
-			*ev = (struct gdb_event){.kind = GDB_STOP_HWBP, .addr = q->addr, .type = '1', .slot = slot};
-		else
-			*ev = (struct gdb_event){.kind = GDB_STOP_WATCH, .addr = s->dr[slot], .type = q->type,
-						 .slot = slot};
-		return true;
-	}
-	if ((a->dr6 & DR6_BS) && s->stepping[id]) {
-		*ev = (struct gdb_event){.kind = GDB_STOP_STEP, .addr = a->pc, .slot = -1};
-		return true;
-	}
-	return false;
-}
 
 /* Delivers the guest's own #BP or #DB, as the hardware would have without a
  * debugger: KVM intercepted it for us. A #BP is a software exception, so KVM
@@ -93,7 +58,7 @@ bool gdb_debug_exit(struct vcpu *v)
 	bool ours = false;
 	if (s) {
 		pthread_mutex_lock(&s->lock);
-		ours = classify(s, v->id, &a, &ev);
+		ours = gdb_bps_classify(&s->bps, s->stepping[v->id], &a, &ev);
 		if (ours)
 			s->pending[v->id] = ev;
 		pthread_mutex_unlock(&s->lock);
@@ -165,45 +130,29 @@ bool gdb_target_take_event(struct gdb_stub *s, char *reply, size_t len)
 	return found;
 }
 
-/* Is a stop recorded before the last report still what gdb would expect? A
- * single-step is stale (gdb asks again if it wants one), and so is a breakpoint
- * gdb removed since: the vCPU sits on the breakpoint's instruction (an INT3 or an
- * instruction breakpoint stops before it runs), so it simply runs it next. */
-static bool still_valid(const struct gdb_stub *s, const struct gdb_event *ev)
-{
-	switch (ev->kind) {
-	case GDB_STOP_SWBP:
-		for (unsigned i = 0; i < s->nr_sw; i++)
-			if (s->sw[i].gva == ev->addr)
-				return true;
-		return false;
-	case GDB_STOP_HWBP:
-	case GDB_STOP_WATCH:
-		return s->slot_req[ev->slot] >= 0 && s->hw[s->slot_req[ev->slot]].type == ev->type;
-	default:
-		return false;
-	}
-}
-
 static int set_guest_debug(struct gdb_stub *s, unsigned cpu, bool step)
 {
 	struct kvm_guest_debug d;
 	memset(&d, 0, sizeof(d));
-	bool hw = (s->dr7 & 0xff) != 0;
-	if (s->attached && (s->nr_sw || hw || step)) {
+	const struct gdb_bps *b = &s->bps;
+	bool hw = (b->dr7 & 0xff) != 0;
+	if (s->attached && (b->nr_sw || hw || step)) {
 		d.control = KVM_GUESTDBG_ENABLE;
-		if (s->nr_sw)
+		if (b->nr_sw)
 			d.control |= KVM_GUESTDBG_USE_SW_BP;
 		if (hw) {
 			d.control |= KVM_GUESTDBG_USE_HW_BP;
 			for (int i = 0; i < GDB_HW_SLOTS; i++)
-				d.arch.debugreg[i] = s->dr[i];
-			d.arch.debugreg[7] = s->dr7 | DR7_FIXED1;
+				d.arch.debugreg[i] = b->dr[i];
+			d.arch.debugreg[7] = b->dr7 | DR7_FIXED1;
 		}
 		if (step) {
 			d.control |= KVM_GUESTDBG_SINGLESTEP;
-			/* Without it a pending interrupt turns the step into a jump to its handler. */
-			if (s->debug_caps & KVM_GUESTDBG_BLOCKIRQ)
+			/* Without it a pending interrupt turns the step into a jump to its
+			 * handler. Not for a vCPU in HLT: only an interrupt can end that. */
+			struct kvm_mp_state mp = {0};
+			ioctl(s->vm->vcpus[cpu].fd, KVM_GET_MP_STATE, &mp);
+			if ((s->debug_caps & KVM_GUESTDBG_BLOCKIRQ) && mp.mp_state != KVM_MP_STATE_HALTED)
 				d.control |= KVM_GUESTDBG_BLOCKIRQ;
 		}
 	}
@@ -222,7 +171,7 @@ bool gdb_target_resume(struct gdb_stub *s, const enum gdb_action *act, char *rep
 		struct gdb_event *ev = &s->pending[i];
 		if (ev->kind == GDB_STOP_NONE || act[i] == GDB_ACT_HOLD)
 			continue;
-		if (!still_valid(s, ev)) {
+		if (!gdb_bps_still_valid(&s->bps, ev)) {
 			ev->kind = GDB_STOP_NONE;
 			continue;
 		}
@@ -236,6 +185,18 @@ bool gdb_target_resume(struct gdb_stub *s, const enum gdb_action *act, char *rep
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		s->stepping[i] = act[i] == GDB_ACT_STEP;
 	pthread_mutex_unlock(&s->lock);
+	/* A Ctrl-C stop names the vCPU being stepped, else the first one running:
+	 * not whichever thread gdb last looked at (an AP still waiting for its
+	 * SIPI, say). */
+	s->focus = vm->nr_vcpus;
+	for (unsigned i = 0; i < vm->nr_vcpus && s->focus == vm->nr_vcpus; i++)
+		if (act[i] == GDB_ACT_STEP)
+			s->focus = i;
+	for (unsigned i = 0; i < vm->nr_vcpus && s->focus == vm->nr_vcpus; i++)
+		if (act[i] == GDB_ACT_CONT)
+			s->focus = i;
+	if (s->focus == vm->nr_vcpus)
+		s->focus = 0;
 
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		set_guest_debug(s, i, act[i] == GDB_ACT_STEP);
@@ -315,9 +276,7 @@ size_t gdb_target_read(struct gdb_stub *s, unsigned cpu, uint64_t gva, uint8_t *
 		} else {
 			memcpy(buf + done, p, n);
 		}
-		for (unsigned i = 0; i < s->nr_sw; i++)
-			if (s->sw[i].gpa >= gpa && s->sw[i].gpa - gpa < n)
-				buf[done + (s->sw[i].gpa - gpa)] = s->sw[i].orig;
+		gdb_bps_hide(&s->bps, gpa, buf + done, n);
 		done += n;
 	}
 	return done;
@@ -345,12 +304,7 @@ int gdb_target_write(struct gdb_stub *s, unsigned cpu, uint64_t gva, const uint8
 		memcpy(p, buf + done, n);
 		/* A planted breakpoint stays planted; the new byte is what it hides. */
 		pthread_mutex_lock(&s->lock);
-		for (unsigned i = 0; i < s->nr_sw; i++) {
-			if (s->sw[i].gpa >= gpa && s->sw[i].gpa - gpa < n) {
-				s->sw[i].orig = p[s->sw[i].gpa - gpa];
-				p[s->sw[i].gpa - gpa] = 0xcc;
-			}
-		}
+		gdb_bps_rewrite(&s->bps, &s->vm->mem, gpa, n);
 		pthread_mutex_unlock(&s->lock);
 		done += n;
 	}
@@ -359,165 +313,44 @@ int gdb_target_write(struct gdb_stub *s, unsigned cpu, uint64_t gva, const uint8
 
 /* ---- breakpoints and watchpoints ---- */
 
-static int insert_sw(struct gdb_stub *s, uint64_t addr)
-{
-	for (unsigned i = 0; i < s->nr_sw; i++)
-		if (s->sw[i].gva == addr)
-			return 0; /* gdb may insert twice */
-	if (s->nr_sw == GDB_MAX_SW_BP)
-		return -1;
-	struct gdb_mmu mmu;
-	uint64_t gpa;
-	size_t n;
-	if (cpu_mmu(s, s->g_cpu, &mmu) < 0)
-		return -1;
-	uint8_t *p = span(s, &mmu, addr, 1, &gpa, &n);
-	if (!p)
-		return -1;
-	pthread_mutex_lock(&s->lock);
-	s->sw[s->nr_sw++] = (struct gdb_sw_bp){.gva = addr, .gpa = gpa, .orig = *p};
-	*p = 0xcc;
-	pthread_mutex_unlock(&s->lock);
-	return 0;
-}
-
-/* Restores the byte under breakpoint i (unless the guest rewrote the INT3 itself)
- * and drops it from the table; under s->lock. */
-static void unplant(struct gdb_stub *s, unsigned i)
-{
-	uint8_t *p = gmem_ptr(&s->vm->mem, s->sw[i].gpa, 1);
-	if (p && *p == 0xcc)
-		*p = s->sw[i].orig;
-	s->sw[i] = s->sw[--s->nr_sw];
-}
-
-static int remove_sw(struct gdb_stub *s, uint64_t addr)
-{
-	pthread_mutex_lock(&s->lock);
-	for (unsigned i = 0; i < s->nr_sw; i++) {
-		if (s->sw[i].gva == addr) {
-			unplant(s, i);
-			break;
-		}
-	}
-	pthread_mutex_unlock(&s->lock);
-	return 0;
-}
-
-/* DR7 bits for slot i: global enable, R/W type, length. */
-static uint64_t dr7_bits(int i, unsigned rw, uint64_t len)
-{
-	unsigned lenbits = len == 1 ? 0 : len == 2 ? 1 : len == 8 ? 2 : 3;
-	return (1ULL << (2 * i + 1)) | (uint64_t)rw << (16 + 4 * i) | (uint64_t)lenbits << (18 + 4 * i);
-}
-
-static int insert_hw(struct gdb_stub *s, char type, uint64_t addr, uint64_t len)
-{
-	/* x86 has no read-only data breakpoint: a read watchpoint uses read/write, and
-	 * gdb tells reads from writes by whether the value changed. */
-	unsigned rw = type == '1' ? 0 : type == '2' ? 1 : 3;
-	if (type == '1')
-		len = 1; /* an instruction breakpoint has length 1 */
-	if (len == 0 || len > 32 || addr + len < addr)
-		return -1;
-	int r = -1;
-	for (int i = 0; i < GDB_HW_SLOTS; i++)
-		if (s->hw[i].used && s->hw[i].type == type && s->hw[i].addr == addr && s->hw[i].len == len)
-			return 0;
-	for (int i = 0; i < GDB_HW_SLOTS && r < 0; i++)
-		if (!s->hw[i].used)
-			r = i;
-	if (r < 0)
-		return -1;
-	/* Cover [addr, addr + len) with naturally aligned 1/2/4/8-byte pieces, one
-	 * debug register each. */
-	int slot[GDB_HW_SLOTS];
-	uint64_t piece_addr[GDB_HW_SLOTS], piece_len[GDB_HW_SLOTS];
-	int n = 0;
-	for (uint64_t a = addr; a < addr + len;) {
-		uint64_t l = 8;
-		while (l > 1 && ((a & (l - 1)) || a + l > addr + len))
-			l /= 2;
-		int free_slot = -1;
-		for (int i = 0; i < GDB_HW_SLOTS && free_slot < 0; i++) {
-			bool taken = s->slot_req[i] >= 0;
-			for (int j = 0; j < n; j++)
-				taken = taken || slot[j] == i;
-			if (!taken)
-				free_slot = i;
-		}
-		if (free_slot < 0)
-			return -1; /* not enough debug registers */
-		slot[n] = free_slot;
-		piece_addr[n] = a;
-		piece_len[n] = l;
-		n++;
-		a += l;
-	}
-	pthread_mutex_lock(&s->lock);
-	s->hw[r] = (struct gdb_hw_req){.used = true, .type = type, .addr = addr, .len = len};
-	for (int j = 0; j < n; j++) {
-		s->slot_req[slot[j]] = r;
-		s->dr[slot[j]] = piece_addr[j];
-		s->dr7 |= dr7_bits(slot[j], rw, piece_len[j]);
-		s->hw[r].slots |= (uint8_t)(1u << slot[j]);
-	}
-	pthread_mutex_unlock(&s->lock);
-	return 0;
-}
-
-/* Frees request r and its debug registers; under s->lock. */
-static void drop_hw(struct gdb_stub *s, int r)
-{
-	for (int i = 0; i < GDB_HW_SLOTS; i++) {
-		if (s->slot_req[i] != r)
-			continue;
-		s->slot_req[i] = -1;
-		s->dr[i] = 0;
-		s->dr7 &= ~(dr7_bits(i, 3, 4) | (3ULL << (2 * i)));
-	}
-	s->hw[r] = (struct gdb_hw_req){0};
-}
-
-static int remove_hw(struct gdb_stub *s, char type, uint64_t addr, uint64_t len)
-{
-	if (type == '1')
-		len = 1;
-	pthread_mutex_lock(&s->lock);
-	for (int r = 0; r < GDB_HW_SLOTS; r++)
-		if (s->hw[r].used && s->hw[r].type == type && s->hw[r].addr == addr && s->hw[r].len == len)
-			drop_hw(s, r);
-	pthread_mutex_unlock(&s->lock);
-	return 0;
-}
-
 int gdb_target_insert(struct gdb_stub *s, char type, uint64_t addr, uint64_t kind)
 {
-	if (type == '0')
-		return insert_sw(s, addr);
-	if (type >= '1' && type <= '4')
-		return insert_hw(s, type, addr, kind);
-	return -1;
+	int r = -1;
+	if (type == '0') {
+		/* Planted where the selected vCPU's page tables put addr now. */
+		struct gdb_mmu mmu;
+		uint64_t gpa, room;
+		if (cpu_mmu(s, s->g_cpu, &mmu) < 0 || gdb_translate(&s->vm->mem, &mmu, addr, &gpa, &room) < 0)
+			return -1;
+		pthread_mutex_lock(&s->lock);
+		r = gdb_bps_plant(&s->bps, &s->vm->mem, addr, gpa);
+		pthread_mutex_unlock(&s->lock);
+	} else if (type >= '1' && type <= '4') {
+		pthread_mutex_lock(&s->lock);
+		r = gdb_bps_hw_insert(&s->bps, type, addr, kind);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return r;
 }
 
 int gdb_target_remove(struct gdb_stub *s, char type, uint64_t addr, uint64_t kind)
 {
+	if (type < '0' || type > '4')
+		return -1;
+	pthread_mutex_lock(&s->lock);
 	if (type == '0')
-		return remove_sw(s, addr);
-	if (type >= '1' && type <= '4')
-		return remove_hw(s, type, addr, kind);
-	return -1;
+		gdb_bps_unplant(&s->bps, &s->vm->mem, addr);
+	else
+		gdb_bps_hw_remove(&s->bps, type, addr, kind);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 void gdb_target_clear(struct gdb_stub *s)
 {
 	pthread_mutex_lock(&s->lock);
-	while (s->nr_sw)
-		unplant(s, s->nr_sw - 1);
-	for (int r = 0; r < GDB_HW_SLOTS; r++)
-		if (s->hw[r].used)
-			drop_hw(s, r);
-	s->dr7 = 0;
+	gdb_bps_unplant_all(&s->bps, &s->vm->mem);
+	gdb_bps_hw_clear(&s->bps);
 	for (unsigned i = 0; i < s->vm->nr_vcpus; i++) {
 		s->pending[i].kind = GDB_STOP_NONE;
 		s->stepping[i] = false;

@@ -8,9 +8,10 @@ through sleeps.
 
 This project's /dev/kvm (the software kvm_pvm) runs CPL0 guest code in KVM's
 instruction emulator, which cannot execute INT3 and does not check data
-breakpoints: software breakpoints, the guest's own INT3 and watchpoints firing
-are tested here only on a hardware KVM, and always in the lab
-(tests/lab/test_lab_gdb.py, SVM)."""
+breakpoints, and the lab's TCG-emulated SVM cannot either (docs/gdb.md): software
+breakpoints, the guest's own INT3 and watchpoints firing are tested here on
+hosts with hardware virtualization only; their logic is unit-tested
+(tests/unit/test_gdb_bp.c, test_gdb_exit.c)."""
 import os
 import re
 import signal
@@ -31,7 +32,7 @@ GDB = "/usr/bin/gdb"
 SOFT_KVM = os.path.isdir("/sys/module/kvm_pvm")
 needs_hw_virt = pytest.mark.skipif(
     SOFT_KVM, reason="kvm_pvm runs CPL0 code in KVM's emulator: no INT3, no data breakpoints "
-                     "(tests/lab/test_lab_gdb.py covers this on SVM)")
+                     "(docs/gdb.md; logic in tests/unit/test_gdb_bp.c, test_gdb_exit.c)")
 needs_gdb = pytest.mark.skipif(not os.access(GDB, os.X_OK), reason="gdb is not installed")
 
 
@@ -317,6 +318,30 @@ def test_gdb_hardware_watchpoint_on_a_global(start, target_elf):
     assert_done(k, k.finish())
 
 
+@needs_gdb
+def test_gdb_interrupt_with_ctrl_c(start, target_elf, sym):
+    """gdb's own Ctrl-C: SIGINT to gdb while it waits in `continue` (sent once the
+    guest says it spins, so gdb is surely waiting) becomes 0x03 on the wire."""
+    k = start(target_elf, "--cmdline", "spin")
+    gdb = subprocess.Popen(
+        [GDB, "-nx", "-batch", "-ex", f"target remote {k.target()}", "-ex", "continue",
+         "-ex", "p/x $pc", "-ex", "set var *(unsigned int *)&go = 1", "-ex", "continue",
+         str(target_elf)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        k.wait_err(r"guest: gdb_target: spinning")
+        gdb.send_signal(signal.SIGINT)
+        out, _ = gdb.communicate(timeout=60)
+    finally:
+        if gdb.poll() is None:
+            gdb.kill()
+    assert "Program received signal SIGINT, Interrupt." in out, out
+    pc = int(values(out)[0], 16)
+    assert sym["_start"] <= pc < sym["_start"] + 0x1000, out
+    assert "[Inferior 1 (Remote target) exited normally]" in out, out
+    assert_done(k, k.finish())
+
+
 # ---- the protocol, from a client of our own ----
 
 def test_interrupt_stops_a_running_guest(start, target_elf, sym):
@@ -338,6 +363,25 @@ def test_interrupt_stops_a_running_guest(start, target_elf, sym):
     c.cmd("c", reply=False)
     assert c.packet() == b"W00"
     assert_done(k, k.finish())
+
+
+def test_interrupt_names_a_running_vcpu(start, target_elf):
+    """With gdb last looking at the AP (still waiting for its SIPI), a Ctrl-C stop
+    names the vCPU that was running guest code, not the one gdb looked at."""
+    k = start(target_elf, "--cmdline", "spin", "--cpus", "2")
+    c = Rsp(k.addr)
+    assert c.cmd("Hg2") == "OK"
+    assert c.regs()[0]["rip"] == 0xFFF0
+    c.cmd("vCont;c", reply=False)
+    k.wait_err(r"guest: gdb_target: spinning")
+    c.send(b"\x03")
+    assert c.packet() == b"T02thread:1;"
+    assert c.cmd("qC") == "QC1"
+    assert c.regs()[0]["rip"] != 0xFFF0
+    assert c.cmd("D") == "OK"
+    c.close()
+    k.proc.send_signal(signal.SIGTERM)  # the guest spins on: nobody sets `go`
+    assert k.finish() == 128 + signal.SIGTERM
 
 
 def test_registers_read_and_write(start, target_elf, sym):
@@ -402,6 +446,7 @@ def test_single_step_and_instruction_breakpoint(start, target_elf, sym):
     assert c.cmd(f"Z1,{sym['add']:x},1") == "OK"
     c.cmd("vCont;c", reply=False)
     assert c.packet() == b"T05thread:1;hwbreak:;"
+    assert c.cmd("?") == "T05thread:1;hwbreak:;"  # the last stop, again
     regs, _ = c.regs()
     assert regs["rip"] == sym["add"] and regs["rdi"] == 2
     assert c.cmd(f"z1,{sym['add']:x},1") == "OK"
@@ -433,6 +478,7 @@ def test_debug_registers_are_shared_out(start, target_elf, sym):
 def test_threads_are_vcpus(start, target_elf):
     k = start(target_elf, "--cpus", "2")
     c = Rsp(k.addr)
+    assert c.cmd("qSupported:multiprocess+;swbreak+;hwbreak+") == "PacketSize=1000;swbreak+;hwbreak+"
     assert c.cmd("qfThreadInfo") == "m1,2"
     assert c.cmd("qsThreadInfo") == "l"
     assert c.cmd("qC") == "QC1"
