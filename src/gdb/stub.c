@@ -469,7 +469,7 @@ static bool is(const char *p, const char *end, const char *word)
 
 static void cmd_query(struct gdb_stub *s, const char *p, const char *end)
 {
-	char r[256];
+	char r[1024]; /* "m1,2,...": up to 254 vCPUs of 3 characters */
 	if (starts(p, end, "qSupported")) {
 		snprintf(r, sizeof(r), "PacketSize=%x;swbreak+;hwbreak+", GDB_PACKET_MAX);
 		return put_str(s, r);
@@ -482,7 +482,7 @@ static void cmd_query(struct gdb_stub *s, const char *p, const char *end)
 	}
 	if (is(p, end, "qfThreadInfo")) {
 		int o = snprintf(r, sizeof(r), "m");
-		for (unsigned i = 0; i < s->vm->nr_vcpus && o < (int)sizeof(r) - 12; i++)
+		for (unsigned i = 0; i < s->vm->nr_vcpus && o < (int)sizeof(r) - 16; i++)
 			o += snprintf(r + o, sizeof(r) - (size_t)o, "%s%x", i ? "," : "", i + 1);
 		return put_str(s, r);
 	}
@@ -576,6 +576,7 @@ static void on_input(struct gdb_stub *s, const uint8_t *buf, size_t n)
 			put_str(s, "E01");
 			break;
 		case GDB_RX_INTERRUPT:
+			log_debug("gdb: interrupt (%s)", s->running ? "stopping the guest" : "already stopped");
 			if (s->running) {
 				char reply[96];
 				gdb_target_stop_all(s);

@@ -142,11 +142,12 @@ void vcpus_pause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->stop.lock);
 	__atomic_store_n(&vm->paused, true, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&vm->stop.lock);
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		if (vm->vcpus[i].started)
-			kick(&vm->vcpus[i]);
-	pthread_mutex_lock(&vm->stop.lock);
+	/* Kicks under the lock, and only before a stop: vcpus_stop sets
+	 * stop.requested under it before it joins the threads. */
+	if (!vm->stop.requested)
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			if (vm->vcpus[i].started)
+				kick(&vm->vcpus[i]);
 	while (vm->parked < vm->nr_vcpus && !vm->stop.requested)
 		pthread_cond_wait(&vm->stop.cond, &vm->stop.lock);
 	pthread_mutex_unlock(&vm->stop.lock);

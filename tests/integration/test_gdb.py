@@ -497,6 +497,16 @@ def test_threads_are_vcpus(start, target_elf):
     assert_done(k, k.finish())
 
 
+def test_thread_list_of_many_vcpus(start, target_elf):
+    k = start(target_elf, "--cpus", "100")
+    c = Rsp(k.addr)
+    assert c.cmd("qfThreadInfo") == "m" + ",".join(f"{i:x}" for i in range(1, 101))
+    assert c.cmd("T64") == "OK" and c.cmd("T65") == "E01"
+    c.cmd("vCont;c", reply=False)
+    assert c.packet() == b"W00"
+    assert_done(k, k.finish())
+
+
 def test_malformed_packets_are_answered_and_kite_runs_on(start, target_elf, sym):
     k = start(target_elf)
     c = Rsp(k.addr)
