@@ -9,7 +9,7 @@ HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) $(HARDEN) -Isrc -DKITE_VERSION='"$(VERSION)"' -MMD -MP
 LDFLAGS += -pie -Wl,-z,noexecstack -Wl,-z,relro -Wl,-z,now
-LDLIBS += -ljansson -lhttp_parser -luring -lpthread
+LDLIBS += -ljansson -lhttp_parser -luring -lseccomp -lpthread
 
 SRCS := $(shell find src -name '*.c' | sort)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
@@ -67,26 +67,37 @@ clean:
 .PHONY: all unit check clean
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
-# ---- fuzz: libFuzzer over the virtqueue core. Needs clang and its libFuzzer
-# runtime (Debian 12: clang-14 and libclang-rt-14-dev). `make fuzz` runs for
-# FUZZ_TIME seconds; new inputs go to build/fuzz/corpus, crashes to build/fuzz/. ----
+# ---- fuzz: libFuzzer over the virtqueue core and virtio-blk's request checks.
+# Needs clang and its libFuzzer runtime (Debian 12: clang-14 and libclang-rt-14-dev).
+# `make fuzz` runs the targets one after the other, FUZZ_TIME seconds in all;
+# new inputs go to build/fuzz/corpus/<target>, crashes to build/fuzz/. ----
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 30
+FUZZ_TARGETS := virtqueue blk
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 $(WARN) -Isrc \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_VQ_SRCS := fuzz/fuzz_virtqueue.c src/virtio/virtqueue.c src/vmm/mem.c
+FUZZ_virtqueue_SRCS := fuzz/fuzz_virtqueue.c src/virtio/virtqueue.c src/vmm/mem.c
+FUZZ_virtqueue_DEPS := src/virtio/virtqueue.h src/vmm/mem.h src/arch/x86/layout.h
+FUZZ_blk_SRCS := fuzz/fuzz_blk.c src/virtio/blk_req.c src/virtio/virtqueue.c src/vmm/mem.c
+FUZZ_blk_DEPS := src/virtio/blk.h src/virtio/virtio.h src/virtio/virtqueue.h src/vmm/mem.h
 
-$(BUILD)/fuzz/fuzz_virtqueue: $(FUZZ_VQ_SRCS) src/virtio/virtqueue.h src/vmm/mem.h src/arch/x86/layout.h
+.SECONDEXPANSION:
+$(BUILD)/fuzz/fuzz_%: $$(FUZZ_$$*_SRCS) $$(FUZZ_$$*_DEPS)
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { \
 		echo "kite: error: make fuzz needs clang with libFuzzer: apt-get install clang-14 libclang-rt-14-dev (or FUZZ_CC=...)" >&2; exit 1; }
 	@mkdir -p $(dir $@)
 	$(call msg,FUZZ,$@)
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_VQ_SRCS) || { \
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_$*_SRCS) || { \
 		echo "kite: error: building $@ with $(FUZZ_CC) failed (libFuzzer's runtime is in Debian's libclang-rt-14-dev)" >&2; exit 1; }
 
-fuzz: $(BUILD)/fuzz/fuzz_virtqueue
-	@mkdir -p $(BUILD)/fuzz/corpus/virtqueue
-	$(BUILD)/fuzz/fuzz_virtqueue -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
-		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus/virtqueue fuzz/corpus/virtqueue
+# FUZZ_TIME split evenly (at least 1 s each), so the whole run stays bounded.
+fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+	@set -e; n=$(words $(FUZZ_TARGETS)); t=$$(( $(FUZZ_TIME) / n )); [ $$t -ge 1 ] || t=1; \
+	for f in $(FUZZ_TARGETS); do \
+		mkdir -p $(BUILD)/fuzz/corpus/$$f; \
+		echo "== fuzz_$$f for $$t s"; \
+		$(BUILD)/fuzz/fuzz_$$f -max_total_time=$$t -print_final_stats=1 \
+			-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus/$$f fuzz/corpus/$$f; \
+	done
 
 .PHONY: fuzz

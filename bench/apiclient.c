@@ -1,7 +1,7 @@
 /* apiclient: time a VMM's control socket from the outside.
  *
  *   apiclient up [-q] [-t SECS] [-i POLL_US] [-o LOG] -s SOCK -- CMD [ARG]...
- *   apiclient lat [-q] [-n N] [-w WARMUP] [-c] [-o SAMPLES] -s SOCK
+ *   apiclient lat [-q] [-n N] [-w WARMUP] [-c] [-g PATH] [-o SAMPLES] -s SOCK
  *   apiclient serve -s SOCK
  *
  * up: takes a CLOCK_MONOTONIC timestamp, spawns CMD (posix_spawn, stdin /dev/null,
@@ -30,6 +30,8 @@
  *     get     GET / (expects 200)
  *     put     PUT /machine-config {"vcpu_count": 2, "mem_size_mib": 256} (expects 204)
  *     newconn (with -c) connect + GET / + close, N times
+ *   With -g PATH, only N timed `GET PATH` (expects 200), reported as kind "getpath"
+ *   (kite's GET /stats, for instance: bench/statscost.sh).
  *   With -q, QMP instead: greeting, qmp_capabilities, then
  *     qmp     {"execute": "query-status"} (expects a "return"; event lines skipped)
  *   Prints "AC lat KIND N MEDIAN P99 MIN MAX" (us, p99 nearest-rank); with -o appends
@@ -75,7 +77,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: apiclient up [-q] [-t SECS] [-i POLL_US] [-o LOG] -s SOCK -- CMD [ARG]...\n"
-		"       apiclient lat [-q] [-n N] [-w WARMUP] [-c] [-o SAMPLES] -s SOCK\n"
+		"       apiclient lat [-q] [-n N] [-w WARMUP] [-c] [-g PATH] [-o SAMPLES] -s SOCK\n"
 		"       apiclient serve -s SOCK\n");
 	exit(2);
 }
@@ -436,10 +438,11 @@ static void report(const char *kind, double *v, int n, FILE *samples)
 
 static int cmd_lat(int argc, char **argv)
 {
-	const char *sock = NULL, *out = NULL;
+	const char *sock = NULL, *out = NULL, *getpath = NULL;
 	int qmp = 0, n = 2000, warm = 50, newconn = 0, opt;
-	while ((opt = getopt(argc, argv, "qn:w:co:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "qn:w:cg:o:s:")) != -1) {
 		switch (opt) {
+		case 'g': getpath = optarg; break;
 		case 'q': qmp = 1; break;
 		case 'n': n = atoi(optarg); break;
 		case 'w': warm = atoi(optarg); break;
@@ -469,7 +472,22 @@ static int cmd_lat(int argc, char **argv)
 	}
 	errno = 0;
 
-	if (qmp) {
+	if (getpath) {
+		char req[512];
+		int rlen = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n",
+				    getpath);
+		int st;
+		for (int i = 0; i < warm + n; i++) {
+			double t = now_us();
+			if ((st = http_roundtrip(&c, req, (size_t)rlen)) != 200) {
+				fprintf(stderr, "apiclient: GET %s answered %d\n", getpath, st);
+				return 1;
+			}
+			if (i >= warm)
+				v[i - warm] = now_us() - t;
+		}
+		report("getpath", v, n, samples);
+	} else if (qmp) {
 		char line[1024];
 		if (read_line(&c, line, sizeof(line)) < 0 || !strstr(line, "\"QMP\""))
 			die("QMP greeting");

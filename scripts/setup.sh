@@ -9,6 +9,7 @@ PKGS=(
 	libjansson-dev        # JSON for the API and --config-file
 	libhttp-parser-dev    # HTTP/1.1 parsing for the API socket
 	liburing-dev          # io_uring: virtio-blk I/O off the vCPU threads
+	libseccomp-dev        # seccomp-bpf filters after set-up
 	e2fsprogs             # mkfs.ext4 -d: disk images for the virtio-blk lab tests
 	curl                  # a real HTTP client in the API tests
 	python3-yaml          # the API conformance test reads the contract

@@ -8,7 +8,9 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "arch/x86/template.h"
 #include "gdb/gdb.h"
+#include "stats/statcli.h"
 #include "util/devopts.h"
 #include "util/log.h"
 #include "vmm/machine.h"
@@ -27,12 +29,18 @@ static void usage(FILE *f)
 		"usage: kite --version\n"
 		"       kite [--api-sock PATH] [--config-file FILE [--no-api]] [--id ID] [--boot-timer]\n"
 		"            [--level LEVEL] [--log-path PATH] [--metrics-path PATH]\n"
+		"            [--no-seccomp | --seccomp-filter FILE]\n"
 		"       kite run --kernel PATH [--initrd PATH] [--cmdline \"...\"] [--cpus N]\n"
 		"                [--mem MiB] [--serial stdio|none|PATH] [--boot-timer]\n"
 		"                [--level error|warning|info|debug] [--test-device]\n"
 		"                [--disk PATH[,ro][,id=NAME][,serial=S]]... [--net tap=NAME[,mac=MAC][,id=NAME]]...\n"
 		"                [--vsock cid=N,uds=PATH] [--rng] [--balloon MiB[,deflate-on-oom][,stats=S]]\n"
-		"                [--gdb tcp:HOST:PORT|unix:PATH]\n"
+		"                [--stats-file PATH] [--no-exit-stats] [--no-seccomp | --seccomp-filter FILE]\n"
+		"                [--huge-pages none|2M|thp] [--ksm]\n"
+		"                [--cpu-template FILE] [--gdb tcp:HOST:PORT|unix:PATH]\n"
+		"       kite stat --api-sock PATH [--api-sock PATH]... [--interval S] [--count N]\n"
+		"                 [--format text|json|prometheus]\n"
+		"       kite cpu-template dump|intersect|check ... (see 'kite cpu-template --help')\n"
 		"\n"
 		"The first form is Firecracker's: an HTTP API on a Unix socket (default\n"
 		DEFAULT_API_SOCK ") and/or a JSON --config-file. `kite run` boots directly.\n"
@@ -80,11 +88,33 @@ static int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* --no-seccomp (path NULL) or --seccomp-filter PATH; one of them at most. */
+static int seccomp_opt(struct seccomp_opts *o, const char *path)
+{
+	if (o->mode != SECCOMP_DEFAULT) {
+		usage_error("%s", "--no-seccomp and --seccomp-filter: give at most one, once");
+		return -1;
+	}
+	if (!path) {
+		o->mode = SECCOMP_OFF;
+		return 0;
+	}
+	struct kite_err err = {0};
+	if (seccomp_check_file(path, &err) < 0) {
+		usage_error("%s", err.msg);
+		return -1;
+	}
+	o->mode = SECCOMP_FILE;
+	o->file = path;
+	return 0;
+}
+
 static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
 	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
-	       OPT_RNG, OPT_BALLOON, OPT_GDB };
+	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS, OPT_NO_SECCOMP, OPT_SECCOMP_FILTER,
+	       OPT_HUGE_PAGES, OPT_KSM, OPT_CPU_TEMPLATE, OPT_GDB };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -101,6 +131,13 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"vsock", required_argument, NULL, OPT_VSOCK},
 		{"rng", no_argument, NULL, OPT_RNG},
 		{"balloon", required_argument, NULL, OPT_BALLOON},
+		{"stats-file", required_argument, NULL, OPT_STATS_FILE},
+		{"no-exit-stats", no_argument, NULL, OPT_NO_EXIT_STATS},
+		{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+		{"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
+		{"huge-pages", required_argument, NULL, OPT_HUGE_PAGES},
+		{"ksm", no_argument, NULL, OPT_KSM},
+		{"cpu-template", required_argument, NULL, OPT_CPU_TEMPLATE},
 		{"gdb", required_argument, NULL, OPT_GDB},
 		{NULL, 0, NULL, 0},
 	};
@@ -171,6 +208,37 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		case OPT_RNG:
 			cfg->rng = true;
 			break;
+		case OPT_STATS_FILE:
+			if (!*optarg)
+				return usage_error("--stats-file '%s': expected a file path", optarg);
+			cfg->stats_path = optarg;
+			break;
+		case OPT_NO_EXIT_STATS:
+			cfg->no_exit_stats = true;
+			break;
+		case OPT_NO_SECCOMP:
+		case OPT_SECCOMP_FILTER:
+			if (seccomp_opt(&cfg->seccomp, c == OPT_NO_SECCOMP ? NULL : optarg) < 0)
+				return KITE_EXIT_USAGE;
+			break;
+		case OPT_HUGE_PAGES:
+			if (strcmp(optarg, "none") == 0)
+				cfg->huge_pages = GMEM_ANON;
+			else if (strcmp(optarg, "2M") == 0)
+				cfg->huge_pages = GMEM_HUGETLB;
+			else if (strcmp(optarg, "thp") == 0)
+				cfg->huge_pages = GMEM_THP;
+			else
+				return usage_error("--huge-pages '%s': expected none, 2M or thp", optarg);
+			break;
+		case OPT_KSM:
+			cfg->ksm = true;
+			break;
+		case OPT_CPU_TEMPLATE:
+			template_free(cfg->cpu_template);
+			if (!(cfg->cpu_template = template_load(optarg, msg, sizeof(msg))))
+				return usage_error("--cpu-template %s", msg);
+			break;
 		case OPT_BALLOON:
 			if (devopt_balloon(optarg, cfg, msg, sizeof(msg)) < 0)
 				return usage_error("%s", msg);
@@ -200,6 +268,8 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (!cfg->kernel)
 		return usage_error("%s", "--kernel is required");
+	if (cfg->huge_pages == GMEM_HUGETLB && cfg->mem_mib % 2)
+		return usage_error("%s", "--huge-pages 2M needs --mem in whole 2 MiB pages (an even number of MiB)");
 	return 0;
 }
 
@@ -207,8 +277,10 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 static int cmd_firecracker(int argc, char **argv, struct timespec exec_time)
 {
 	enum { OPT_API_SOCK = 256, OPT_CONFIG_FILE, OPT_NO_API, OPT_ID, OPT_BOOT_TIMER, OPT_LEVEL,
-	       OPT_LOG_PATH, OPT_METRICS_PATH };
+	       OPT_LOG_PATH, OPT_METRICS_PATH, OPT_NO_SECCOMP, OPT_SECCOMP_FILTER };
 	static const struct option opts[] = {
+		{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+		{"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
 		{"api-sock", required_argument, NULL, OPT_API_SOCK},
 		{"config-file", required_argument, NULL, OPT_CONFIG_FILE},
 		{"no-api", no_argument, NULL, OPT_NO_API},
@@ -256,6 +328,11 @@ static int cmd_firecracker(int argc, char **argv, struct timespec exec_time)
 		case OPT_METRICS_PATH:
 			o.metrics_path = optarg;
 			break;
+		case OPT_NO_SECCOMP:
+		case OPT_SECCOMP_FILTER:
+			if (seccomp_opt(&o.seccomp, c == OPT_NO_SECCOMP ? NULL : optarg) < 0)
+				return KITE_EXIT_USAGE;
+			break;
 		case ':':
 			return usage_error("option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -300,6 +377,10 @@ int main(int argc, char **argv)
 			return r;
 		return machine_run(&cfg);
 	}
+	if (strcmp(argv[1], "cpu-template") == 0)
+		return template_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "stat") == 0)
+		return stat_main(argc - 1, argv + 1);
 	if (argv[1][0] == '-')
 		return cmd_firecracker(argc, argv, cfg.exec_time);
 	return usage_error("unknown command '%s'", argv[1]);

@@ -16,9 +16,14 @@
 #include "api/http.h"
 #include "api/metrics.h"
 #include "api/schema.h"
+#include "arch/x86/template.h"
 #include "devices/i8042.h"
+#include "stats/stats.h"
 #include "util/devopts.h"
 #include "util/log.h"
+#include "virtio/blk.h"
+#include "virtio/net.h"
+#include "virtio/balloon.h"
 #include "vmm/machine.h"
 
 #ifndef KITE_VERSION
@@ -106,8 +111,8 @@ static int check_machine_config(const json_t *mc, struct reply *r)
 	if (json_is_true(json_object_get(mc, "smt")))
 		return fault(r, "SMT is not supported by kite: every vCPU is a core of its own.");
 	const char *hp = json_string_value(json_object_get(mc, "huge_pages"));
-	if (hp && strcmp(hp, "None") != 0)
-		return fault(r, "huge_pages '%s' is not supported by kite yet.", hp);
+	if (hp && strcmp(hp, "2M") == 0 && mem % 2)
+		return fault(r, "huge_pages 2M needs mem_size_mib in whole 2 MiB pages: %lld is odd.", (long long)mem);
 	const char *tmpl = json_string_value(json_object_get(mc, "cpu_template"));
 	if (tmpl && strcmp(tmpl, "None") != 0)
 		return fault(r, "CPU template '%s' is not supported by kite; use PUT /cpu-config.", tmpl);
@@ -210,12 +215,23 @@ static const char *keep(const json_t *v)
 	return owned[nr_owned++] = strdup(s);
 }
 
-/* A rate limiter with a bucket set asks for something kite does not do yet. */
-static bool limits(const json_t *obj, const char *key)
+/* A RateLimiter object (absent or null: no limit). The schema checked types
+ * and minimums. */
+static void tb_from_json(const json_t *o, struct tb_config *t)
+{
+	memset(t, 0, sizeof(*t));
+	if (!json_is_object(o))
+		return;
+	t->size = (uint64_t)json_integer_value(json_object_get(o, "size"));
+	t->refill_ms = (uint64_t)json_integer_value(json_object_get(o, "refill_time"));
+	t->one_time_burst = (uint64_t)json_integer_value(json_object_get(o, "one_time_burst"));
+}
+
+static void rl_from_json(const json_t *obj, const char *key, struct rl_config *c)
 {
 	const json_t *rl = json_object_get(obj, key);
-	return json_is_object(rl) && (json_is_object(json_object_get(rl, "bandwidth")) ||
-				      json_is_object(json_object_get(rl, "ops")));
+	tb_from_json(json_object_get(rl, "bandwidth"), &c->bandwidth);
+	tb_from_json(json_object_get(rl, "ops"), &c->ops);
 }
 
 /* Drives (the root device first, as /dev/vda), network interfaces, vsock,
@@ -228,6 +244,7 @@ static int devices_config(struct reply *r)
 	nr_owned = 0;
 	c->nr_disks = c->nr_nics = 0;
 	c->vsock.enabled = c->rng = c->balloon.enabled = false;
+	memset(&c->rng_rl, 0, sizeof(c->rng_rl));
 
 	const json_t *drives = json_object_get(ctl.config, "drives");
 	if (json_array_size(drives) > KITE_MAX_DISKS)
@@ -249,10 +266,9 @@ static int devices_config(struct reply *r)
 				return fault(r, "Drive '%s': vhost-user block devices (socket) are not supported.", id);
 			if (!json_string_value(json_object_get(d, "path_on_host")))
 				return fault(r, "Drive '%s': path_on_host is required.", id);
-			if (limits(d, "rate_limiter"))
-				return fault(r, "Drive '%s': rate limiters are not supported by kite yet.", id);
 			struct disk_config *dc = &c->disks[c->nr_disks++];
 			memset(dc, 0, sizeof(*dc));
+			rl_from_json(d, "rate_limiter", &dc->rl);
 			dc->id = keep(json_object_get(d, "drive_id"));
 			dc->path = keep(json_object_get(d, "path_on_host"));
 			dc->read_only = json_is_true(json_object_get(d, "is_read_only"));
@@ -265,10 +281,10 @@ static int devices_config(struct reply *r)
 	const json_t *n;
 	json_array_foreach(nics, i, n) {
 		const char *id = json_string_value(json_object_get(n, "iface_id"));
-		if (limits(n, "rx_rate_limiter") || limits(n, "tx_rate_limiter"))
-			return fault(r, "Network interface '%s': rate limiters are not supported by kite yet.", id);
 		struct net_config *nc = &c->nics[c->nr_nics];
 		memset(nc, 0, sizeof(*nc));
+		rl_from_json(n, "rx_rate_limiter", &nc->rx_rl);
+		rl_from_json(n, "tx_rate_limiter", &nc->tx_rl);
 		const char *mac = json_string_value(json_object_get(n, "guest_mac"));
 		if (mac) {
 			if (parse_mac(mac, nc->mac) < 0)
@@ -295,8 +311,7 @@ static int devices_config(struct reply *r)
 	}
 	const json_t *ent = json_object_get(ctl.config, "entropy");
 	if (ent) {
-		if (limits(ent, "rate_limiter"))
-			return fault(r, "Entropy device: rate limiters are not supported by kite yet.");
+		rl_from_json(ent, "rate_limiter", &c->rng_rl);
 		c->rng = true;
 	}
 	const json_t *bal = json_object_get(ctl.config, "balloon");
@@ -349,11 +364,14 @@ static int build_vm_config(struct reply *r)
 	c->cmdline = root_args(args ? args : DEFAULT_BOOT_ARGS);
 	c->cpus = (unsigned)json_integer_value(json_object_get(mc, "vcpu_count"));
 	c->mem_mib = (uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib"));
+	const char *hp = json_string_value(json_object_get(mc, "huge_pages"));
+	c->huge_pages = hp && strcmp(hp, "2M") == 0 ? GMEM_HUGETLB : GMEM_ANON;
 	const json_t *serial = json_object_get(ctl.config, "serial");
 	const char *out = json_string_value(json_object_get(serial, "serial_out_path"));
 	c->serial = out ? SERIAL_FILE : SERIAL_STDIO;
 	c->serial_path = out;
 	c->boot_timer = ctl.opts->boot_timer;
+	c->seccomp = ctl.opts->seccomp;
 	c->exec_time = ctl.opts->exec_time;
 	return 0;
 }
@@ -463,11 +481,18 @@ static int h_patch_machine_config(const json_t *b, const char *id, struct reply 
 static int h_put_cpu_config(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
-	static const char *const mods[] = {"cpuid_modifiers", "msr_modifiers", "kvm_capabilities",
-					   "reg_modifiers", "vcpu_features"};
-	for (unsigned i = 0; i < sizeof(mods) / sizeof(mods[0]); i++)
-		if (json_array_size(json_object_get(b, mods[i])))
-			return fault(r, "CPU templates (%s) are not supported by kite yet.", mods[i]);
+	/* A custom CPU template (docs/cpu-templates.md): parsed strictly and checked
+	 * against this host now; its vCPUs apply it at InstanceStart. */
+	char msg[300];
+	struct cpu_template *t = template_from_json(b, msg, sizeof(msg));
+	if (!t)
+		return fault(r, "Invalid CPU template: %s.", msg);
+	if (template_check_host(t, msg, sizeof(msg)) < 0) {
+		template_free(t);
+		return fault(r, "CPU template refused: %s.", msg);
+	}
+	template_free(ctl.cfg.cpu_template);
+	ctl.cfg.cpu_template = t;
 	json_object_set(ctl.config, "cpu-config", (json_t *)b);
 	return 0;
 }
@@ -479,6 +504,15 @@ static int h_put_drive(const json_t *b, const char *id, struct reply *r)
 
 static int h_patch_drive(const json_t *b, const char *id, struct reply *r)
 {
+	/* The running disk first: nothing is recorded that did not apply. */
+	if (ctl.state != NOT_STARTED) {
+		struct rl_config rl;
+		rl_from_json(b, "rate_limiter", &rl);
+		struct kite_err err = {0};
+		if (blk_update(&ctl.vm, id, json_string_value(json_object_get(b, "path_on_host")),
+			       json_object_get(b, "rate_limiter") ? &rl : NULL, &err) < 0)
+			return fault(r, "%s.", err.msg);
+	}
 	return patch_keyed("drives", "drive_id", id, b, r);
 }
 
@@ -489,6 +523,15 @@ static int h_put_net(const json_t *b, const char *id, struct reply *r)
 
 static int h_patch_net(const json_t *b, const char *id, struct reply *r)
 {
+	/* The running interface first: nothing is recorded that did not apply. */
+	if (ctl.state != NOT_STARTED) {
+		struct rl_config rx, tx;
+		rl_from_json(b, "rx_rate_limiter", &rx);
+		rl_from_json(b, "tx_rate_limiter", &tx);
+		if (net_set_rate_limiters(&ctl.vm, id, json_object_get(b, "rx_rate_limiter") ? &rx : NULL,
+					  json_object_get(b, "tx_rate_limiter") ? &tx : NULL) < 0)
+			return fault(r, "Network interface '%s' does not exist.", id);
+	}
 	return patch_keyed("network-interfaces", "iface_id", id, b, r);
 }
 
@@ -531,6 +574,11 @@ static int h_patch_balloon(const json_t *b, const char *id, struct reply *r)
 	json_t *bal = balloon(r);
 	if (!bal)
 		return -1;
+	json_int_t mib = json_integer_value(json_object_get(b, "amount_mib"));
+	if (mib < 0 || mib > BALLOON_MAX_MIB)
+		return fault(r, "Amount of pages requested is too large.");
+	if (ctl.state != NOT_STARTED && balloon_set_target(&ctl.vm, (uint32_t)mib) < 0)
+		return fault(r, "The balloon device is not available.");
 	json_object_update(bal, (json_t *)b);
 	return 0;
 }
@@ -539,9 +587,21 @@ static int h_get_balloon_stats(const json_t *b, const char *id, struct reply *r)
 {
 	(void)b;
 	(void)id;
-	if (!balloon(r))
+	json_t *bal = balloon(r);
+	if (!bal)
 		return -1;
-	return fault(r, "Balloon statistics are not enabled.");
+	struct balloon_stats s;
+	if (ctl.state == NOT_STARTED ||
+	    json_integer_value(json_object_get(bal, "stats_polling_interval_s")) <= 0 ||
+	    balloon_get_stats(&ctl.vm, &s) < 0)
+		return fault(r, "Statistics for the balloon device are not enabled.");
+	r->body = json_pack("{s:I, s:I, s:I, s:I}", "target_pages", (json_int_t)s.target_pages,
+			    "actual_pages", (json_int_t)s.actual_pages, "target_mib", (json_int_t)s.target_mib,
+			    "actual_mib", (json_int_t)s.actual_mib);
+	for (unsigned t = 0; t < BALLOON_S_NR; t++)
+		if (s.present & (1u << t))
+			json_object_set_new(r->body, balloon_stat_name(t), json_integer((json_int_t)s.value[t]));
+	return 0;
 }
 
 static int h_patch_balloon_stats(const json_t *b, const char *id, struct reply *r)
@@ -550,6 +610,11 @@ static int h_patch_balloon_stats(const json_t *b, const char *id, struct reply *
 	json_t *bal = balloon(r);
 	if (!bal)
 		return -1;
+	json_int_t sec = json_integer_value(json_object_get(b, "stats_polling_interval_s"));
+	if (sec < 0 || sec > UINT32_MAX)
+		return fault(r, "Invalid statistics polling interval.");
+	if (ctl.state != NOT_STARTED && balloon_set_stats_interval(&ctl.vm, (uint32_t)sec) < 0)
+		return fault(r, "Cannot enable or disable balloon statistics after boot.");
 	json_object_set(bal, "stats_polling_interval_s", json_object_get(b, "stats_polling_interval_s"));
 	return 0;
 }
@@ -586,6 +651,15 @@ static int h_put_metrics(const json_t *b, const char *id, struct reply *r)
 }
 
 static int h_patch_vm(const json_t *b, const char *id, struct reply *r) { (void)id; (void)r; return patch_vm(b); }
+
+/* kite's trap accounting (docs/stats.md): not in Firecracker's API. */
+static int h_get_stats(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	r->body = stats_json(&ctl.vm);
+	return 0;
+}
 
 static int h_get_vm_config(const json_t *b, const char *id, struct reply *r)
 {
@@ -626,6 +700,7 @@ static const struct route routes[] = {
 	{"PUT", "/metrics", "Metrics", h_put_metrics, M_PUT_METRICS, PRE_BOOT},
 	{"PATCH", "/vm", "Vm", h_patch_vm, M_PATCH_VM, POST_BOOT},
 	{"GET", "/vm/config", NULL, h_get_vm_config, M_GET_VM_CONFIG, ANY},
+	{"GET", "/stats", NULL, h_get_stats, M_GET_STATS, POST_BOOT},
 	{"PUT", "/serial", "SerialDevice", h_put_serial, M_PUT_SERIAL, PRE_BOOT},
 };
 

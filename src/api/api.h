@@ -3,6 +3,7 @@
 #ifndef KITE_API_H
 #define KITE_API_H
 
+#include "vmm/seccomp.h"
 #include <stdbool.h>
 #include <time.h>
 
@@ -12,6 +13,7 @@ struct api_opts {
 	const char *id;           /* --id, reported by GET / */
 	const char *metrics_path; /* --metrics-path */
 	bool boot_timer;
+	struct seccomp_opts seccomp;
 	struct timespec exec_time;
 };
 

@@ -22,6 +22,7 @@ static const char *const names[M_COUNT][2] = {
 	[M_GET_MACHINE_CONFIG] = {"get_api_requests", "machine_cfg_count"},
 	[M_GET_VM_CONFIG] = {"get_api_requests", "vm_config_count"},
 	[M_GET_BALLOON] = {"get_api_requests", "balloon_count"},
+	[M_GET_STATS] = {"get_api_requests", "stats_count"}, /* kite's own route */
 	[M_PUT_ACTIONS] = {"put_api_requests", "actions_count"},
 	[M_PUT_BOOT_SOURCE] = {"put_api_requests", "boot_source_count"},
 	[M_PUT_MACHINE_CONFIG] = {"put_api_requests", "machine_cfg_count"},

@@ -1,5 +1,7 @@
 /* Host side of the test guests' ucall channel: copy the request out of guest
  * memory once, validate the copy, then act on it. */
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,6 +41,10 @@ static void testdev_write(void *o, uint64_t off, const uint8_t *data, unsigned s
 		break;
 	case UCALL_DONE:
 		vm_request_stop(vm, KITE_EXIT_OK, "test guest done");
+		break;
+	case UCALL_FORBIDDEN_SYSCALL:
+		syscall(SYS_getppid);
+		fprintf(stderr, "kite: the forbidden system call was allowed (no seccomp filter)\n");
 		break;
 	default:
 		log_warn("testdev: unknown ucall %u; ignored", uc.cmd);

@@ -14,6 +14,9 @@ enum ucall_cmd {
 	UCALL_PRINT = 1, /* print msg on kite's stderr */
 	UCALL_ASSERT = 2, /* a guest assertion failed at file:line: kite exits 6 */
 	UCALL_DONE = 3,  /* the test passed: kite exits 0 */
+	/* kite makes a system call its seccomp filter forbids (getppid): the
+	 * test hook of the filter. With seccomp off it returns and says so. */
+	UCALL_FORBIDDEN_SYSCALL = 4,
 };
 
 struct ucall {

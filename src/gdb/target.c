@@ -9,6 +9,7 @@
 
 #include "gdb/paging.h"
 #include "gdb/stub.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 
 #define BP_VECTOR 3
@@ -225,7 +226,17 @@ int gdb_target_get_cpu(struct gdb_stub *s, unsigned cpu, struct gdb_cpu *c)
 int gdb_target_set_cpu(struct gdb_stub *s, unsigned cpu, const struct gdb_cpu *c)
 {
 	int fd = s->vm->vcpus[cpu].fd;
-	if (ioctl(fd, KVM_SET_REGS, &c->regs) < 0 || ioctl(fd, KVM_SET_FPU, &c->fpu) < 0) {
+	/* The x87/SSE state only when gdb changed it: a G packet carries it all. */
+	struct kvm_fpu now;
+	if (ioctl(fd, KVM_GET_FPU, &now) < 0)
+		return -1;
+	bool fpu = memcmp(&now, &c->fpu, sizeof(now)) != 0;
+	if (fpu && seccomp_active()) {
+		/* KVM_SET_FPU is not among the calls the running VMM may make. */
+		log_warn("gdb: vCPU %u: x87/SSE registers cannot be written under seccomp (--no-seccomp)", cpu);
+		return -1;
+	}
+	if (ioctl(fd, KVM_SET_REGS, &c->regs) < 0 || (fpu && ioctl(fd, KVM_SET_FPU, &c->fpu) < 0)) {
 		log_warn("gdb: vCPU %u: writing registers: %s", cpu, strerror(errno));
 		return -1;
 	}

@@ -168,7 +168,7 @@ static const struct {
 	double mean[F_COUNT];
 	double sd[F_COUNT];
 } phase_params[PHASE_COUNT] = {
-	[PHASE_BOOTING] = { { 9.0, 7.0, 2.0, 7.0, 0.05 }, { 1.5, 1.5, 1.5, 1.5, 0.10 } },
+	[PHASE_BOOTING] = { { 6.0, 2.0, 1.0, 6.5, 0.05 }, { 2.0, 2.5, 1.5, 1.0, 0.10 } },
 	[PHASE_IDLE] = { { 0.5, 1.0, 5.0, 5.0, 0.95 }, { 1.0, 1.0, 1.5, 1.5, 0.05 } },
 	[PHASE_IO_BOUND] = { { 5.0, 9.0, 7.5, 8.0, 0.40 }, { 3.0, 1.5, 1.5, 1.5, 0.20 } },
 	[PHASE_COMPUTE_BOUND] = { { 0.5, 1.0, 0.5, 6.0, 0.02 }, { 1.0, 1.0, 1.0, 1.5, 0.05 } },

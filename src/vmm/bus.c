@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stats/stats.h"
 #include "util/log.h"
 
 void bus_init(struct bus *b, const char *name)
@@ -77,6 +78,7 @@ bool bus_dispatch(struct bus *b, uint64_t addr, uint8_t *data, unsigned size, bo
 		return false;
 	}
 	__atomic_add_fetch(&r->accesses, 1, __ATOMIC_RELAXED);
+	uint64_t t0 = b->timed ? stats_now_ns() : 0;
 	if (is_write) {
 		if (r->ops->write)
 			r->ops->write(r->opaque, addr - r->base, data, size);
@@ -86,5 +88,7 @@ bool bus_dispatch(struct bus *b, uint64_t addr, uint8_t *data, unsigned size, bo
 		else
 			memset(data, 0xff, size);
 	}
+	if (b->timed) /* several vCPUs may share a device: a locked add */
+		__atomic_add_fetch(&r->ns, stats_now_ns() - t0, __ATOMIC_RELAXED);
 	return true;
 }

@@ -23,6 +23,7 @@ struct bus_range {
 	void *opaque;
 	const char *name;
 	uint64_t accesses; /* trap accounting: exits that landed here */
+	uint64_t ns;       /* and the time the device spent on them */
 };
 
 struct bus {
@@ -30,6 +31,7 @@ struct bus {
 	struct bus_range *ranges;
 	int nr, cap;
 	uint64_t unclaimed; /* accesses that hit no device */
+	bool timed;         /* time each access (trap accounting) */
 };
 
 void bus_init(struct bus *b, const char *name);

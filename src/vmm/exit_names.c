@@ -13,6 +13,55 @@ static const char *const names[] = {
 };
 #undef N
 
+/* The same, short and lowercase: keys in /stats and metric labels. */
+static const char *const short_names[] = {
+	[KVM_EXIT_UNKNOWN] = "unknown",
+	[KVM_EXIT_EXCEPTION] = "exception",
+	[KVM_EXIT_IO] = "io",
+	[KVM_EXIT_HYPERCALL] = "hypercall",
+	[KVM_EXIT_DEBUG] = "debug",
+	[KVM_EXIT_HLT] = "hlt",
+	[KVM_EXIT_MMIO] = "mmio",
+	[KVM_EXIT_IRQ_WINDOW_OPEN] = "irq_window_open",
+	[KVM_EXIT_SHUTDOWN] = "shutdown",
+	[KVM_EXIT_FAIL_ENTRY] = "fail_entry",
+	[KVM_EXIT_INTR] = "intr",
+	[KVM_EXIT_SET_TPR] = "set_tpr",
+	[KVM_EXIT_TPR_ACCESS] = "tpr_access",
+	[KVM_EXIT_S390_SIEIC] = "s390_sieic",
+	[KVM_EXIT_S390_RESET] = "s390_reset",
+	[KVM_EXIT_DCR] = "dcr",
+	[KVM_EXIT_NMI] = "nmi",
+	[KVM_EXIT_INTERNAL_ERROR] = "internal_error",
+	[KVM_EXIT_OSI] = "osi",
+	[KVM_EXIT_PAPR_HCALL] = "papr_hcall",
+	[KVM_EXIT_S390_UCONTROL] = "s390_ucontrol",
+	[KVM_EXIT_WATCHDOG] = "watchdog",
+	[KVM_EXIT_S390_TSCH] = "s390_tsch",
+	[KVM_EXIT_EPR] = "epr",
+	[KVM_EXIT_SYSTEM_EVENT] = "system_event",
+	[KVM_EXIT_S390_STSI] = "s390_stsi",
+	[KVM_EXIT_IOAPIC_EOI] = "ioapic_eoi",
+	[KVM_EXIT_HYPERV] = "hyperv",
+	[KVM_EXIT_ARM_NISV] = "arm_nisv",
+	[KVM_EXIT_X86_RDMSR] = "x86_rdmsr",
+	[KVM_EXIT_X86_WRMSR] = "x86_wrmsr",
+	[KVM_EXIT_DIRTY_RING_FULL] = "dirty_ring_full",
+	[KVM_EXIT_AP_RESET_HOLD] = "ap_reset_hold",
+	[KVM_EXIT_X86_BUS_LOCK] = "x86_bus_lock",
+	[KVM_EXIT_XEN] = "xen",
+	[KVM_EXIT_RISCV_SBI] = "riscv_sbi",
+	[KVM_EXIT_RISCV_CSR] = "riscv_csr",
+	[KVM_EXIT_NOTIFY] = "notify",
+};
+
+const char *kvm_exit_short_name(unsigned reason)
+{
+	if (reason < sizeof(short_names) / sizeof(short_names[0]) && short_names[reason])
+		return short_names[reason];
+	return "other";
+}
+
 const char *kvm_exit_name(unsigned reason)
 {
 	if (reason < sizeof(names) / sizeof(names[0]) && names[reason])

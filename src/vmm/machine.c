@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "arch/x86/cpu.h"
 #include "devices/device.h"
 #include "gdb/gdb.h"
+#include "stats/stats.h"
 
 int map_file(const char *path, const char *what, struct mapped_file *f, uint64_t max,
 	     struct kite_err *err)
@@ -168,21 +170,35 @@ int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *e
 	    step(vm, vm_create(vm, cfg, err), "vm created") < 0 ||
 	    step(vm, load_guest(vm, &kernel, &initrd, err), "guest loaded") < 0 ||
 	    step(vm, devices_create(vm, err), "devices created") < 0 ||
-	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 ||
-	    (cfg->gdb && gdb_stub_start(vm, cfg->gdb, err) < 0) || vcpus_start(vm, err) < 0) {
+	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 || stats_start(vm) < 0 ||
+	    (cfg->gdb && gdb_stub_start(vm, cfg->gdb, err) < 0) ||
+	    vcpus_start(vm, err) < 0 || step(vm, seccomp_lockdown(&cfg->seccomp, err), "seccomp on") < 0) {
 		if (!err->code)
 			err_set(err, KITE_EXIT_ERROR, "cannot start the VM");
 		vm_request_stop(vm, err->code, "%s", err->msg);
 		vcpus_stop(vm);
 		gdb_stub_stop(vm);
+		stats_stop(vm);
 		devices_destroy(vm);
 		vm_destroy(vm);
 		r = -1;
 	}
+	/* vCPU threads wait for this: the guest runs only once the filter is in force. */
+	if (r == 0)
+		vcpus_release(vm);
 	/* The images live in guest RAM now; do not keep their pages resident twice. */
 	unmap_file(&kernel);
 	unmap_file(&initrd);
 	return r;
+}
+
+/* --stats-file: the final trap accounting, as GET /stats would show it. */
+static void write_stats(struct vm *vm, const char *path)
+{
+	json_t *j = stats_json(vm);
+	if (json_dump_file(j, path, JSON_INDENT(1)) < 0)
+		log_warn("cannot write the statistics to '%s'", path);
+	json_decref(j);
 }
 
 int machine_wait(struct vm *vm)
@@ -194,6 +210,9 @@ int machine_wait(struct vm *vm)
 
 	vcpus_stop(vm);
 	gdb_stub_stop(vm);
+	if (vm->cfg->stats_path)
+		write_stats(vm, vm->cfg->stats_path);
+	stats_stop(vm);
 	devices_destroy(vm);
 	int code = vm->stop.exit_code;
 	if (code == KITE_EXIT_OK || code > 128) /* a signal stop is what the user asked for */

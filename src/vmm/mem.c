@@ -2,9 +2,45 @@
 
 #include <errno.h>
 #include <string.h>
+#include <linux/mman.h>
 #include <sys/mman.h>
 
 #include "arch/x86/layout.h"
+
+int gmem_init_backed(struct gmem *m, uint64_t ram_size, enum gmem_backing b, bool mergeable)
+{
+	if (b == GMEM_ANON || b == GMEM_THP) {
+		if (gmem_init(m, ram_size, NULL) < 0)
+			return -1;
+	} else {
+		const uint64_t huge = 2ULL << 20;
+		if (ram_size == 0 || ram_size % huge || ram_size > (UINT64_MAX >> 2)) {
+			errno = EINVAL;
+			return -1;
+		}
+		/* No MAP_NORESERVE: the pages are reserved now, so a host short of
+		 * huge pages fails here rather than with SIGBUS in the guest. */
+		void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+		if (p == MAP_FAILED)
+			return -1;
+		madvise(p, ram_size, MADV_DONTDUMP);
+		if (gmem_init(m, ram_size, p) < 0) {
+			munmap(p, ram_size);
+			return -1;
+		}
+		m->mapped = 1;
+	}
+	if (b == GMEM_THP)
+		madvise(m->base, ram_size, MADV_HUGEPAGE);
+	if (mergeable && madvise(m->base, ram_size, MADV_MERGEABLE) < 0) {
+		int e = errno;
+		gmem_free(m);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
 
 int gmem_init(struct gmem *m, uint64_t ram_size, void *backing)
 {

@@ -6,6 +6,7 @@
 #ifndef KITE_MEM_H
 #define KITE_MEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,16 @@ struct gmem {
  * [4 GiB, 4 GiB + rest). Backs them with `backing` (ram_size bytes), or with a fresh
  * anonymous MAP_NORESERVE mapping when backing is NULL. Returns 0 or -1 (errno). */
 int gmem_init(struct gmem *m, uint64_t ram_size, void *backing);
+
+enum gmem_backing {
+	GMEM_ANON,    /* anonymous, 2 MiB aligned, no reservation (the default) */
+	GMEM_HUGETLB, /* 2 MiB hugetlbfs pages, reserved at map time */
+	GMEM_THP,     /* anonymous with MADV_HUGEPAGE: transparent huge pages */
+};
+/* Like gmem_init(.., NULL) with a choice of backing; `mergeable` marks the RAM
+ * MADV_MERGEABLE (KSM). GMEM_HUGETLB needs ram_size a multiple of 2 MiB and
+ * fails with ENOMEM when the host has not reserved enough huge pages. */
+int gmem_init_backed(struct gmem *m, uint64_t ram_size, enum gmem_backing b, bool mergeable);
 void gmem_free(struct gmem *m);
 
 /* Host pointer for [gpa, gpa+len) or NULL when any byte is outside RAM. len 0 is

@@ -153,6 +153,14 @@ void vcpus_pause(struct vm *vm)
 	pthread_mutex_unlock(&vm->stop.lock);
 }
 
+void vcpus_release(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->stop.lock);
+	vm->released = true;
+	pthread_cond_broadcast(&vm->stop.cond);
+	pthread_mutex_unlock(&vm->stop.lock);
+}
+
 void vcpus_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->stop.lock);
@@ -173,19 +181,34 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, SIG_VCPU_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+	pthread_mutex_lock(&v->vm->stop.lock);
+	while (!v->vm->released && !v->vm->stop.requested)
+		pthread_cond_wait(&v->vm->stop.cond, &v->vm->stop.lock);
+	pthread_mutex_unlock(&v->vm->stop.lock);
 	/* For the start-up benchmark (bench/startup.sh reads it at --level debug). */
 	if (v->id == 0)
 		log_debug("vCPU 0: first KVM_RUN %llu us after exec",
 			  (unsigned long long)vm_uptime_us(v->vm));
+	/* Trap accounting: two vDSO clock reads per exit, the handling time of
+	 * one exit ending where the next KVM_RUN's time starts. */
+	bool timed = !v->vm->cfg->no_exit_stats;
+	uint64_t t_run = timed ? stats_now_ns() : 0;
 	while (!vm_stopping(v->vm)) {
 		if (__atomic_load_n(&v->vm->paused, __ATOMIC_ACQUIRE) ||
 		    __atomic_load_n(&v->held, __ATOMIC_ACQUIRE)) {
 			vcpu_park(v);
+			t_run = timed ? stats_now_ns() : 0;
 			continue;
 		}
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		__atomic_store_n(&v->st.run_start, t_run, __ATOMIC_RELAXED);
+		int rc = ioctl(v->fd, KVM_RUN, 0);
+		uint64_t t_exit = timed ? stats_now_ns() : 0;
+		__atomic_store_n(&v->st.run_start, 0, __ATOMIC_RELAXED);
+		stats_add(&v->st.run_ns, t_exit - t_run);
+		if (rc < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;
+				t_run = t_exit;
 				continue;
 			}
 			int e = errno;
@@ -195,7 +218,11 @@ static void *vcpu_thread(void *arg)
 					strerror(e));
 			break;
 		}
-		if (!handle_exit(v))
+		unsigned reason = v->run->exit_reason;
+		bool go_on = handle_exit(v);
+		t_run = timed ? stats_now_ns() : 0;
+		stats_exit(&v->st, reason, t_run - t_exit);
+		if (!go_on)
 			break;
 	}
 	return NULL;

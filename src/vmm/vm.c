@@ -102,9 +102,27 @@ static int register_memslots(struct vm *vm, struct kite_err *err)
 	return 0;
 }
 
+/* "HugePages_Free: N of M" from /proc/meminfo, for the error line. */
+static const char *hugepages_free(void)
+{
+	static char out[64];
+	unsigned long total = 0, fr = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[128];
+	while (f && fgets(line, sizeof(line), f)) {
+		sscanf(line, "HugePages_Total: %lu", &total);
+		sscanf(line, "HugePages_Free: %lu", &fr);
+	}
+	if (f)
+		fclose(f);
+	snprintf(out, sizeof(out), "HugePages_Free: %lu of %lu", fr, total);
+	return out;
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 {
 	vm->cfg = cfg;
+	vm->pio.timed = vm->mmio.timed = !cfg->no_exit_stats;
 	if (cfg->cpus == 0 || cfg->cpus > vm->max_vcpus)
 		return err_set(err, KITE_EXIT_USAGE, "--cpus %u out of range: this host's KVM allows 1 to %u",
 			       cfg->cpus, vm->max_vcpus);
@@ -120,9 +138,16 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
 		log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
 	uint64_t bytes = cfg->mem_mib << 20;
-	if (gmem_init(&vm->mem, bytes, NULL) < 0)
+	if (gmem_init_backed(&vm->mem, bytes, cfg->huge_pages, cfg->ksm) < 0) {
+		int e = errno;
+		if (cfg->huge_pages == GMEM_HUGETLB)
+			return err_set(err, KITE_EXIT_ERROR,
+				       "huge pages 2M: cannot map %llu MiB of 2 MiB huge pages: %s (%s; reserve "
+				       "them with sysctl vm.nr_hugepages)",
+				       (unsigned long long)cfg->mem_mib, strerror(e), hugepages_free());
 		return err_set(err, KITE_EXIT_ERROR, "cannot map %llu MiB of guest memory: %s",
-			       (unsigned long long)cfg->mem_mib, strerror(errno));
+			       (unsigned long long)cfg->mem_mib, strerror(e));
+	}
 	/* RAM before the irqchip: on some backends the first memslot after
 	 * KVM_CREATE_IRQCHIP waits ~7 ms for an RCU grace period, before it none
 	 * (bench/README.md, vmcost). The wait moves to teardown, after the guest. */

@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "stats/stats.h"
+#include "util/ratelimit.h"
+#include "vmm/seccomp.h"
 #include "util/log.h"
 #include "vmm/bus.h"
 #include "vmm/mem.h"
@@ -24,6 +27,7 @@ struct disk_config {
 	const char *path;   /* raw image */
 	bool read_only;
 	const char *serial; /* GET_ID answer (<= 20 bytes); the id when NULL */
+	struct rl_config rl; /* rate_limiter: bytes and operations */
 	char auto_id[16];   /* storage for a made-up id */
 };
 
@@ -33,6 +37,7 @@ struct net_config {
 	const char *tap;    /* host TAP device name */
 	uint8_t mac[6];
 	bool has_mac;       /* else the device makes one up */
+	struct rl_config rx_rl, tx_rl; /* rx_rate_limiter, tx_rate_limiter */
 	char auto_id[16];
 };
 
@@ -51,6 +56,8 @@ struct balloon_config {
 	uint32_t stats_interval_s; /* 0: no statistics */
 };
 
+struct cpu_template;
+
 struct vm_config {
 	const char *kernel;
 	const char *initrd;
@@ -61,13 +68,20 @@ struct vm_config {
 	const char *serial_path;
 	bool boot_timer;
 	bool test_device;
+	bool no_exit_stats;        /* benchmarking: no per-exit timing */
+	struct seccomp_opts seccomp; /* after set-up: default filter, none, or a file */
+	enum gmem_backing huge_pages; /* --huge-pages / machine-config huge_pages */
+	bool ksm;                  /* --ksm: guest RAM MADV_MERGEABLE */
+	const char *stats_path;    /* write the final /stats JSON here at exit */
 	struct disk_config disks[KITE_MAX_DISKS];
 	unsigned nr_disks;
 	struct net_config nics[KITE_MAX_NICS];
 	unsigned nr_nics;
 	struct vsock_config vsock;
 	bool rng;
+	struct rl_config rng_rl;   /* PUT /entropy rate_limiter */
 	struct balloon_config balloon;
+	struct cpu_template *cpu_template; /* --cpu-template / PUT /cpu-config; NULL: none */
 	const char *gdb;           /* --gdb tcp:HOST:PORT or unix:PATH: the gdb stub listens there */
 	struct timespec exec_time; /* when the process started: boot timer reference */
 };
@@ -88,6 +102,7 @@ struct vcpu {
 	/* Exit counters, written by this vCPU's thread only (relaxed atomics so
 	 * the metrics thread may read them). */
 	uint64_t exits_io_in, exits_io_out, exits_mmio_read, exits_mmio_write, exits_other;
+	struct vcpu_stats st; /* trap accounting (stats/stats.h) */
 };
 
 /* How the VM ended, set once by the first stopper. */
@@ -109,6 +124,7 @@ struct vm {
 	struct pci_bus *pci;               /* bus 0, set by the pci device */
 	struct virtio_dev *virtio[32];     /* in creation order */
 	unsigned nr_virtio;
+	struct vm_stats *stats;            /* sampler and KVM statistics */
 	/* GSI routing: KVM's default irqchip routes plus one MSI route per
 	 * allocated GSI (MSI-X vectors behind irqfds). Under gsi_lock. */
 	pthread_mutex_t gsi_lock;
@@ -119,6 +135,9 @@ struct vm {
 	struct kvm_cpuid2 *supported_cpuid;
 	bool tsc_deadline;
 	struct vm_stop stop;
+	/* vCPU threads wait for this before their first KVM_RUN: set once the
+	 * VM is locked down (seccomp), so the guest never runs unfiltered. */
+	bool released;
 	/* Pause: vCPUs park outside KVM_RUN (under stop.lock) while set. */
 	bool paused;
 	unsigned parked;
@@ -154,6 +173,8 @@ void vcpus_stop(struct vm *vm);
 /* Parks every vCPU outside KVM_RUN and returns once all are parked; resume
  * lets them run again. From a thread that is not a vCPU. */
 void vcpus_pause(struct vm *vm);
+/* Lets vCPU threads started by vcpus_start() enter the guest. */
+void vcpus_release(struct vm *vm);
 void vcpus_resume(struct vm *vm);
 
 /* x86: registers, MSRs, FPU, LAPIC, CPUID of one vCPU before it runs. */

@@ -136,8 +136,9 @@ def _bad_configs():
          "kernel_image_path"),
         ("no boot source", json.dumps({"machine-config": {"vcpu_count": 1, "mem_size_mib": 64}}), "kernel"),
         ("kite cannot: SMT", with_(machine_config={"vcpu_count": 2, "mem_size_mib": 64, "smt": True}), "SMT"),
-        ("kite cannot yet: entropy rate limiter",
-         with_(entropy={"rate_limiter": {"ops": {"size": 1, "refill_time": 10}}}), "rate limiters"),
+        ("kite cannot: vhost-user drive",
+         with_(drives=[{"drive_id": "d", "is_root_device": False, "path_on_host": "/dev/null",
+                        "socket": "/tmp/vhost.sock"}]), "vhost-user"),
         ("missing kernel", json.dumps({"boot-source": {"kernel_image_path": "/kite/no-such-kernel"}}),
          "/kite/no-such-kernel"),
     ]

@@ -364,3 +364,13 @@ def test_missing_kernel_reported_before_kvm(kite, tmp_path):
     r = _in_mount_namespace("mount -t tmpfs tmpfs /dev", [kite, "run", "--kernel", str(missing)])
     assert r.returncode == 4
     assert error_line(r) == f"kite: error: kernel '{missing}': No such file or directory"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--huge-pages", "1G"], "--huge-pages '1G': expected none, 2M or thp"),
+    (["--huge-pages", "2M", "--mem", "65"], "--huge-pages 2M needs --mem in whole 2 MiB pages"),
+])
+def test_huge_pages_usage_errors(kite, args, words):
+    r = run([kite, "run", "--kernel", "/nonexistent", *args])
+    assert r.returncode == 2
+    assert words in error_line(r)

@@ -21,6 +21,7 @@
 #       panic            -> echo c > /proc/sysrq-trigger (pass panic=1 to reboot)
 #       shell            -> interactive sh on the console, then reboot -f
 #       poweroff         -> poweroff -f (needs ACPI in the guest)
+#       idle             -> sleeps until Ctrl-Alt-Del, then reboots
 #       ticker           -> "KITE-GUEST: tick <uptime>" every 0.5 s; Ctrl-Alt-Del
 #                           (SIGINT to init) prints "KITE-GUEST: ctrl-alt-del", reboots
 #
@@ -145,6 +146,11 @@ shell)
 	reboot -f
 	;;
 poweroff) poweroff -f ;;
+idle)
+	# Nothing to do until Ctrl-Alt-Del: a guest at rest (trap accounting).
+	trap 'g "ctrl-alt-del"; sync; reboot -f' INT
+	while :; do sleep 1000; done
+	;;
 ticker)
 	# A clock on the console until Ctrl-Alt-Del: the kernel signals init
 	# (SIGINT), which reboots. Lets a test see a pause stop the guest's time.

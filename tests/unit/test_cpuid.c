@@ -130,11 +130,8 @@ static void leaf1_tsc_deadline_when_requested(void **state)
 static void leaf1_tsc_deadline_cleared_when_not_requested(void **state)
 {
 	(void)state;
-	/* BUG (src/arch/x86/cpuid.c, leaf 0x1): the bit is only ever set, never
-	 * cleared, so a supported table that already has TSC-deadline (KVM reports
-	 * it in KVM_GET_SUPPORTED_CPUID since Linux commit 9be4ec35d668, Dec 2024)
-	 * keeps it even when the option says not to offer it.
-	 * Fix: `else x->ecx &= ~(1u << 24);`. Drop known_bug() once fixed. */
+	/* A supported table that already has TSC-deadline (newer KVMs report it
+	 * in KVM_GET_SUPPORTED_CPUID) loses it when the option says not to offer it. */
 	struct kvm_cpuid_entry2 e[NSUP];
 	memcpy(e, supported, sizeof(e));
 	e[1].ecx |= L1_ECX_TSC_DEADLINE;
@@ -394,6 +391,54 @@ static void idempotent(void **state)
 	assert_memory_equal(a.e, b.e, a.n * sizeof(a.e[0]));
 }
 
+/* The topology pass alone puts back every identity and topology field, and
+ * touches nothing else (it runs again after a CPU template). */
+static void topology_pass_restores_only_topology(void **state)
+{
+	(void)state;
+	struct table a, b;
+	memset(&a, 0, sizeof(a));
+	memcpy(a.e, supported, sizeof(supported));
+	a.n = NSUP;
+	a.e[2].eax = leaf4_eax(1, 1); /* L1 data */
+	a.e[5].eax = leaf4_eax(3, 3); /* L3 unified */
+	struct cpuid_opts o = {.vcpu_id = 2, .nr_vcpus = 4, .tsc_deadline = true};
+	assert_int_equal(cpuid_normalize(a.e, &a.n, CPUID_MAX_ENTRIES, &o), 0);
+	b = a;
+	for (unsigned i = 0; i < b.n; i++) {
+		struct kvm_cpuid_entry2 *x = &b.e[i];
+		switch (x->function) {
+		case 0x1:
+			x->ebx |= 0xffff0000u;
+			x->edx &= ~L1_EDX_HTT;
+			break;
+		case 0x4:
+			if (x->eax & 0x1f)
+				x->eax |= 0xffffc000u;
+			break;
+		case 0xb:
+		case 0x1f:
+		case 0x8000001e:
+			x->eax = x->ebx = x->ecx = x->edx = 0x5a5a5a5a;
+			break;
+		case 0x80000008:
+			x->ecx |= 0xf0ff;
+			break;
+		}
+	}
+	assert_int_not_equal(memcmp(a.e, b.e, a.n * sizeof(a.e[0])), 0);
+	cpuid_set_topology(b.e, b.n, &o);
+	assert_memory_equal(a.e, b.e, a.n * sizeof(a.e[0]));
+
+	/* Outside the topology fields: left as they are (no hypervisor bit, VMX kept). */
+	b = a;
+	leaf(&b, 0x1, 0)->ecx = L1_ECX_VMX;
+	leaf(&b, 0xa, 0)->eax = 0x07300404;
+	cpuid_set_topology(b.e, b.n, &o);
+	assert_int_equal(leaf(&b, 0x1, 0)->ecx, L1_ECX_VMX);
+	assert_int_equal(leaf(&b, 0xa, 0)->eax, 0x07300404);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -414,6 +459,7 @@ int main(void)
 		cmocka_unit_test(only_feature_leaf_missing),
 		cmocka_unit_test(other_leaves_untouched),
 		cmocka_unit_test(idempotent),
+		cmocka_unit_test(topology_pass_restores_only_topology),
 	};
 	return cmocka_run_group_tests_name("cpuid", tests, NULL, NULL);
 }

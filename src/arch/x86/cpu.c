@@ -10,6 +10,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/template.h"
 #include "vmm/vm.h"
 
 #define X86_CR0_PE 0x1ULL
@@ -83,19 +84,52 @@ static struct kvm_segment seg_from_gdt(unsigned index)
 static int setup_cpuid(struct vm *vm, struct vcpu *v, struct kite_err *err)
 {
 	const struct kvm_cpuid2 *sup = vm->supported_cpuid;
-	unsigned max = sup->nent + 4, n = sup->nent;
+	const struct cpu_template *t = vm->cfg->cpu_template;
+	unsigned max = sup->nent + 4 + (t ? t->nr_cpuid : 0), n = sup->nent;
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + max * sizeof(c->entries[0]));
 	if (!c)
 		return err_set(err, KITE_EXIT_ERROR, "out of memory");
 	memcpy(c->entries, sup->entries, n * sizeof(c->entries[0]));
 	struct cpuid_opts o = {.vcpu_id = v->id, .nr_vcpus = vm->cfg->cpus,
 			       .tsc_deadline = vm->tsc_deadline};
-	int r = cpuid_normalize(c->entries, &n, max, &o);
+	char msg[400];
+	int r = cpuid_build(c->entries, &n, max, &o, t, msg, sizeof(msg));
 	c->nent = n;
-	if (r == 0 && ioctl(v->fd, KVM_SET_CPUID2, c) < 0)
-		r = err_set(err, KITE_EXIT_KVM, "vCPU %u: KVM_SET_CPUID2: %s", v->id, strerror(errno));
+	if (r < 0)
+		err_set(err, t ? KITE_EXIT_USAGE : KITE_EXIT_KVM, "%s%s", t ? "CPU template: " : "", msg);
+	else if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0)
+		r = err_set(err, KITE_EXIT_KVM, "vCPU %u: KVM_SET_CPUID2%s: %s", v->id,
+			    t ? " (with the CPU template)" : "", strerror(errno));
+	else if (v->id == 0)
+		template_warn_host(t);
 	free(c);
 	return r;
+}
+
+/* The template's MSR modifiers on top of the value the vCPU has now (kite's
+ * boot values included). */
+static int setup_template_msrs(struct vm *vm, struct vcpu *v, struct kite_err *err)
+{
+	const struct cpu_template *t = vm->cfg->cpu_template;
+	for (unsigned i = 0; t && i < t->nr_msr; i++) {
+		const struct tmpl_msr *m = &t->msr[i];
+		struct {
+			struct kvm_msrs hdr;
+			struct kvm_msr_entry e;
+		} q;
+		memset(&q, 0, sizeof(q));
+		q.hdr.nmsrs = 1;
+		q.e.index = m->addr;
+		if (ioctl(v->fd, KVM_GET_MSRS, &q) != 1)
+			return err_set(err, KITE_EXIT_USAGE, "CPU template: MSR 0x%x: this host's KVM has no such MSR",
+				       m->addr);
+		q.e.data = (q.e.data & ~m->mask) | m->value;
+		if (ioctl(v->fd, KVM_SET_MSRS, &q) != 1)
+			return err_set(err, KITE_EXIT_USAGE,
+				       "CPU template: this host's KVM refuses MSR 0x%x = 0x%llx", m->addr,
+				       (unsigned long long)q.e.data);
+	}
+	return 0;
 }
 
 static void setup_msrs(struct vcpu *v)
@@ -193,6 +227,8 @@ int cpu_setup(struct vm *vm, struct vcpu *v, struct kite_err *err)
 	if (setup_cpuid(vm, v, err) < 0)
 		return -1;
 	setup_msrs(v);
+	if (setup_template_msrs(vm, v, err) < 0)
+		return -1;
 	struct kvm_fpu fpu = {.fcw = 0x37f, .mxcsr = 0x1f80};
 	if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0)
 		return err_set(err, KITE_EXIT_KVM, "vCPU %u: KVM_SET_FPU: %s", v->id, strerror(errno));

@@ -38,26 +38,17 @@ static unsigned order(unsigned count)
 	return s;
 }
 
-int cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned max,
-		    const struct cpuid_opts *o)
+void cpuid_set_topology(struct kvm_cpuid_entry2 *e, unsigned n, const struct cpuid_opts *o)
 {
 	unsigned id = o->vcpu_id, cpus = o->nr_vcpus ? o->nr_vcpus : 1;
 	unsigned core_bits = order(cpus);
 
-	for (unsigned i = 0; i < *n; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		struct kvm_cpuid_entry2 *x = &e[i];
 		switch (x->function) {
 		case 0x1:
 			/* APIC id, logical processor count, CLFLUSH size kept. */
 			x->ebx = (id << 24) | ((cpus & 0xff) << 16) | (x->ebx & 0xffff);
-			x->ecx |= 1u << 31; /* running under a hypervisor */
-			x->ecx &= ~(1u << 5); /* no VMX: nested virtualization widens the attack surface */
-			/* Newer KVMs report TSC-deadline as supported themselves: set it
-			 * only when the in-kernel LAPIC can deliver it. */
-			if (o->tsc_deadline)
-				x->ecx |= 1u << 24;
-			else
-				x->ecx &= ~(1u << 24);
 			if (cpus > 1)
 				x->edx |= 1u << 28; /* HTT: the count in EBX is valid */
 			else
@@ -90,14 +81,6 @@ int cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned max,
 				x->ecx = x->index & 0xff;
 			}
 			break;
-		case 0xa:
-			/* No architectural PMU: perf counters in a tenant VM are a side channel
-			 * and do not survive migration across hosts. */
-			x->eax = x->ebx = x->ecx = x->edx = 0;
-			break;
-		case 0x80000001:
-			x->ecx &= ~(1u << 2); /* no SVM, for the same reason as VMX */
-			break;
 		case 0x80000008:
 			/* AMD core count: NC = cpus - 1, ApicIdCoreIdSize. */
 			x->ecx = (x->ecx & ~0xf0ffu) | ((cpus - 1) & 0xff) | (core_bits << 12);
@@ -107,6 +90,37 @@ int cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned max,
 			x->ebx = id & 0xff;       /* compute unit id, one thread per unit */
 			x->ecx = 0;               /* node 0, one node */
 			x->edx = 0;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+int cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned max,
+		    const struct cpuid_opts *o)
+{
+	cpuid_set_topology(e, *n, o);
+	for (unsigned i = 0; i < *n; i++) {
+		struct kvm_cpuid_entry2 *x = &e[i];
+		switch (x->function) {
+		case 0x1:
+			x->ecx |= 1u << 31; /* running under a hypervisor */
+			x->ecx &= ~(1u << 5); /* no VMX: nested virtualization widens the attack surface */
+			/* Newer KVMs report TSC-deadline as supported themselves: set it
+			 * only when the in-kernel LAPIC can deliver it. */
+			if (o->tsc_deadline)
+				x->ecx |= 1u << 24;
+			else
+				x->ecx &= ~(1u << 24);
+			break;
+		case 0xa:
+			/* No architectural PMU: perf counters in a tenant VM are a side channel
+			 * and do not survive migration across hosts. */
+			x->eax = x->ebx = x->ecx = x->edx = 0;
+			break;
+		case 0x80000001:
+			x->ecx &= ~(1u << 2); /* no SVM, for the same reason as VMX */
 			break;
 		default:
 			break;

@@ -30,4 +30,11 @@ struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid_entry2 *e, unsigned n, uint
 int cpuid_normalize(struct kvm_cpuid_entry2 *e, unsigned *n, unsigned max,
 		    const struct cpuid_opts *o);
 
+/* The vCPU's identity and the VM's topology only, a part of cpuid_normalize:
+ * APIC ids (0x1 EBX[31:24], 0xb/0x1f EDX, 0x8000001e), logical processor
+ * counts (0x1 EBX[23:16] and EDX.HTT, 0x4 EAX[31:14], 0x80000008 ECX[15:12,7:0])
+ * and the 0xb/0x1f levels. Run again after a CPU template, which cannot
+ * change them. */
+void cpuid_set_topology(struct kvm_cpuid_entry2 *e, unsigned n, const struct cpuid_opts *o);
+
 #endif

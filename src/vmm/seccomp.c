@@ -1,0 +1,181 @@
+#include "vmm/seccomp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/kvm.h>
+#include <linux/if_tun.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define MAX_FILTER_INSNS 4096 /* BPF_MAXINSNS */
+
+static bool active;
+
+bool seccomp_active(void) { return active; }
+
+/* SIGSYS: one line, then exit. Only async-signal-safe calls (write, _exit). */
+static void on_sigsys(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	char buf[160];
+	int nr = si->si_syscall, n = 0;
+	const char *pre = "kite: error: seccomp: forbidden system call ";
+	for (const char *p = pre; *p && n < (int)sizeof(buf) - 1; p++)
+		buf[n++] = *p;
+	char digits[12];
+	int d = 0;
+	unsigned v = nr < 0 ? 0u : (unsigned)nr;
+	do {
+		digits[d++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v && d < 11);
+	while (d && n < (int)sizeof(buf) - 40)
+		buf[n++] = digits[--d];
+	const char *post = " (see `ausyscall` for its name); kite stops\n";
+	for (const char *p = post; *p && n < (int)sizeof(buf) - 1; p++)
+		buf[n++] = *p;
+	ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
+	(void)w;
+	_exit(KITE_EXIT_SECCOMP);
+}
+
+/* The calls the running VMM makes, whatever the thread. */
+static const int allowed[] = {
+	/* memory and threads already running */
+	SCMP_SYS(brk), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mprotect), SCMP_SYS(mremap),
+	SCMP_SYS(madvise), SCMP_SYS(futex), SCMP_SYS(sched_yield), SCMP_SYS(rt_sigreturn),
+	SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigtimedwait), SCMP_SYS(exit), SCMP_SYS(exit_group),
+	SCMP_SYS(gettid), SCMP_SYS(getpid), SCMP_SYS(tgkill), SCMP_SYS(set_robust_list),
+	SCMP_SYS(restart_syscall), SCMP_SYS(rseq), /* a thread created just before still starting */
+	/* files and descriptors kite has or reopens (PATCH drive, logs, metrics, stats file) */
+	SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(pread64),
+	SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(preadv2), SCMP_SYS(pwritev2),
+	SCMP_SYS(close), SCMP_SYS(lseek), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(statx),
+	SCMP_SYS(openat), SCMP_SYS(fdatasync), SCMP_SYS(fsync), SCMP_SYS(fcntl), SCMP_SYS(dup),
+	SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(ftruncate), SCMP_SYS(fallocate),
+	/* event loops, timers, time */
+	SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait),
+	SCMP_SYS(eventfd2), SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime),
+	SCMP_SYS(timerfd_gettime), SCMP_SYS(ppoll), SCMP_SYS(poll), SCMP_SYS(clock_gettime),
+	SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(getrandom), SCMP_SYS(getrusage),
+	/* sockets: see socket() below for the family */
+	SCMP_SYS(accept4), SCMP_SYS(accept), SCMP_SYS(connect), SCMP_SYS(bind), SCMP_SYS(listen),
+	SCMP_SYS(shutdown), SCMP_SYS(getsockopt), SCMP_SYS(setsockopt), SCMP_SYS(getsockname),
+	SCMP_SYS(getpeername), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg),
+	SCMP_SYS(sendmsg),
+	/* virtio-blk's asynchronous I/O */
+	SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register),
+};
+
+/* ioctl requests allowed after set-up (arg 1). */
+static const unsigned long ioctls[] = {
+	KVM_RUN, KVM_IRQ_LINE, KVM_SET_GSI_ROUTING, KVM_IOEVENTFD, KVM_IRQFD, KVM_SIGNAL_MSI,
+	KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_FPU, KVM_GET_LAPIC,
+	KVM_GET_MSRS, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_SET_GUEST_DEBUG,
+	KVM_TRANSLATE, KVM_GET_MP_STATE, KVM_GET_CLOCK, KVM_GET_DIRTY_LOG, KVM_KVMCLOCK_CTRL,
+	KVM_GET_STATS_FD,
+	TUNSETOFFLOAD, TUNSETVNETHDRSZ,
+	TCGETS, TCSETS, TCSETSW, TCSETSF, FIONBIO,
+};
+
+static int build(scmp_filter_ctx ctx)
+{
+	int rc = 0;
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]) && rc == 0; i++)
+		if (allowed[i] >= 0) /* __NR_* unknown to this libseccomp: skip */
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
+	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && rc == 0; i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffULL, ioctls[i] & 0xffffffffUL));
+	/* Unix sockets only: no network of kite's own (the guest's goes through TAP). */
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+	/* Threads created just before the filter name themselves as they start. */
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME));
+	return rc;
+}
+
+int seccomp_check_file(const char *path, struct kite_err *err)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return err_set(err, KITE_EXIT_USAGE, "--seccomp-filter '%s': %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode) || st.st_size == 0 || st.st_size % sizeof(struct sock_filter) ||
+	    st.st_size / (off_t)sizeof(struct sock_filter) > MAX_FILTER_INSNS)
+		return err_set(err, KITE_EXIT_USAGE,
+			       "--seccomp-filter '%s': expected a BPF program of 1-%d instructions of 8 bytes",
+			       path, MAX_FILTER_INSNS);
+	return 0;
+}
+
+static int install_file(const char *path, struct kite_err *err)
+{
+	if (seccomp_check_file(path, err) < 0)
+		return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(err, KITE_EXIT_ERROR, "--seccomp-filter '%s': %s", path, strerror(errno));
+	struct stat st;
+	fstat(fd, &st);
+	struct sock_filter *prog = malloc((size_t)st.st_size);
+	ssize_t n = prog ? read(fd, prog, (size_t)st.st_size) : -1;
+	close(fd);
+	if (n != st.st_size) {
+		free(prog);
+		return err_set(err, KITE_EXIT_ERROR, "--seccomp-filter '%s': short read", path);
+	}
+	struct sock_fprog fp = {.len = (unsigned short)(st.st_size / sizeof(struct sock_filter)), .filter = prog};
+	long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fp);
+	int e = errno;
+	free(prog);
+	if (r != 0)
+		return err_set(err, KITE_EXIT_ERROR, "--seccomp-filter '%s': the kernel refused it: %s", path,
+			       r > 0 ? "a thread could not take it" : strerror(e));
+	return 0;
+}
+
+int seccomp_lockdown(const struct seccomp_opts *o, struct kite_err *err)
+{
+	if (o->mode == SECCOMP_OFF)
+		return 0;
+	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSYS, &sa, NULL);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return err_set(err, KITE_EXIT_ERROR, "seccomp: PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+	if (o->mode == SECCOMP_FILE) {
+		if (install_file(o->file, err) < 0)
+			return -1;
+		active = true;
+		return 0;
+	}
+	scmp_filter_ctx ctx = seccomp_init(getenv("KITE_SECCOMP_LOG") ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
+	if (!ctx)
+		return err_set(err, KITE_EXIT_ERROR, "seccomp: cannot create a filter");
+	int rc = build(ctx);
+	if (rc == 0)
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (rc == 0)
+		rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc != 0)
+		return err_set(err, KITE_EXIT_ERROR, "seccomp: installing the filter failed: %s", strerror(-rc));
+	active = true;
+	log_debug("seccomp: filter installed on every thread");
+	return 0;
+}
