@@ -30,6 +30,14 @@ $(BUILD)/kite: $(OBJS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# `make static`: build/kite-static for `kite jail` (a jail has no loader or libraries).
+$(BUILD)/kite-static: $(OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) -static-pie $(filter-out -pie,$(LDFLAGS)) -o $@ $^ $(LDLIBS)
+
+static: $(BUILD)/kite-static
+.PHONY: static
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$<)

@@ -26,8 +26,10 @@
 #   rx        vbench send 10.0.0.2 5001 MIB  outer VM -> guest           -> MB/s
 # Userspace exits per I/O: the outer VM reads KVM's per-VM counters of exits that
 # went to the VMM (debugfs kvm/<pid>-<fd>/io_exits + mmio_exits) at each begin and
-# end; I/Os are the guest's completed requests for the phase (/sys/block/vda/stat
-# reads+writes) or packets (eth0 tx_packets+rx_packets). The table shows medians.
+# end, less those of an empty phase (the console lines that mark a phase are
+# port I/O exits of their own); I/Os are the guest's completed requests for the
+# phase (/sys/block/vda/stat reads+writes) or packets (eth0 tx_packets+rx_packets).
+# The table shows medians.
 # Absolute numbers are TCG numbers (slow); the kite/QEMU ratios are what counts.
 #
 #   -n REPS          runs per VMM (default 2)
@@ -88,6 +90,8 @@ phase() { # phase NAME KIND CMD...: markers around CMD, the outer VM samples exi
 	echo "VB-GUEST $name ios=$((b - a)) $out"
 	sleep 1
 }
+# the markers' own cost (console output is exits too): a phase that does nothing
+phase marker blk true
 case ,$vb, in *,blk,*)
 	phase seqread blk vbench seqread /dev/vda "$DISK_MIB"
 	phase seqwrite blk vbench seqwrite /dev/vda "$DISK_MIB"
@@ -145,7 +149,8 @@ run_one() {
 	pid=$!
 	seen=0 t=0
 	while kill -0 $pid 2>/dev/null && [ $t -lt 3000 ]; do
-		tr -d '\r' <"$con" | grep -E '^VB-(PHASE|NET)' >/tmp/marks 2>/dev/null
+		# complete lines only: the last one may still be being written
+		tr -d '\r' <"$con" | sed '$d' | grep -E '^VB-(PHASE|NET)' >/tmp/marks 2>/dev/null
 		n=$(wc -l </tmp/marks)
 		while [ "$seen" -lt "$n" ]; do
 			seen=$((seen + 1))
@@ -182,12 +187,16 @@ grep -q '^VB-FAIL' "$tmp/s" && grep -E '^VB-(FAIL|LOG)' "$tmp/s" >&2
 vals() {
 	awk -v v="$1" -v p="$2" -v f="$3" '
 	$1 == "VB-EXITS" && $2 == v && $4 == p { e[$3, $5] = $6 }
+	$1 == "VB-EXITS" && $2 == v && $4 == "marker" { m[$3, $5] = $6 }
 	$1 == "VB-RES" && $2 == v && $4 == p {
 		split($5, io, "="); bytes = $8; ops = $9; secs = $10
 		if (f == "mbs") print bytes / secs / 1e6
 		else if (f == "iops") print ops / secs
-		else if (f == "epio" && io[2] > 0 && e[$3, "begin"] != "-" && e[$3, "end"] != "")
-			print (e[$3, "end"] - e[$3, "begin"]) / io[2]
+		else if (f == "epio" && io[2] > 0 && e[$3, "begin"] ~ /^[0-9]+$/ && e[$3, "end"] ~ /^[0-9]+$/ &&
+			 m[$3, "begin"] ~ /^[0-9]+$/ && m[$3, "end"] ~ /^[0-9]+$/) {
+			x = (e[$3, "end"] - e[$3, "begin"]) - (m[$3, "end"] - m[$3, "begin"])
+			print (x < 0 ? 0 : x) / io[2]
+		}
 	}' "$tmp/s"
 }
 med() { local v; v=$(vals "$@"); [ -n "$v" ] || { echo -; return; }; echo "$v" | median | awk '{ printf "%.2f", $1 }'; }

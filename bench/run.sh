@@ -10,9 +10,14 @@
 #                       cost in VM set-up and teardown (explains kite's fixed cost here)
 #   bench/api.sh        (this host, no guest) control socket: exec -> accepting and
 #                       request latency, kite's HTTP API vs QEMU's QMP
+#   bench/statscost.sh  (this host's /dev/kvm) trap accounting on vs off per exit, GET
+#                       /stats latency; and with --seccomp the seccomp filter on vs off
 #   bench/lab-boot.sh   (nested-SVM lab) Debian kernel boot to init and to exit:
 #                       kite vs QEMU microvm
-#   --quick    fewer runs (startup -n 5, exitcost -n 50000 -r 3, api -n 5 -N 500 -r 1, lab -n 1)
+#   bench/lab-virtio.sh (nested-SVM lab) virtio-blk and virtio-net throughput, IOPS and
+#                       exits per I/O: kite vs QEMU
+#   --quick    fewer runs (startup -n 5, exitcost -n 50000 -r 3, api -n 5 -N 500 -r 1,
+#              statscost -n 50000 -r 3, lab -n 1)
 #   --no-lab   skip the lab benchmark
 # A benchmark that cannot run (missing tool, failed build) is reported and the
 # others still run; the exit status is then 1.
@@ -63,17 +68,23 @@ if [ "$quick" = 1 ]; then
 	bench exitcost "$BENCH_DIR/exitcost.sh" -n 50000 -r 3
 	bench vmcost vmcost_table -r 3
 	bench api "$BENCH_DIR/api.sh" -n 5 -N 500 -r 1
+	bench statscost "$BENCH_DIR/statscost.sh" -n 50000 -r 3 -N 500
+	bench seccompcost "$BENCH_DIR/statscost.sh" --seccomp -n 50000 -r 3
 	[ "$lab" = 0 ] || bench lab-boot "$BENCH_DIR/lab-boot.sh" -n 1
+	[ "$lab" = 0 ] || bench lab-virtio "$BENCH_DIR/lab-virtio.sh" -n 1
 else
 	bench startup "$BENCH_DIR/startup.sh"
 	bench exitcost "$BENCH_DIR/exitcost.sh"
 	bench vmcost vmcost_table
 	bench api "$BENCH_DIR/api.sh"
+	bench statscost "$BENCH_DIR/statscost.sh"
+	bench seccompcost "$BENCH_DIR/statscost.sh" --seccomp
 	[ "$lab" = 0 ] || bench lab-boot "$BENCH_DIR/lab-boot.sh"
+	[ "$lab" = 0 ] || bench lab-virtio "$BENCH_DIR/lab-virtio.sh"
 fi
 
 echo "kite: $KITE ($("$KITE" --version 2>/dev/null || echo '?'), tree $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"
-for f in startup exitcost vmcost api lab-boot; do
+for f in startup exitcost vmcost api statscost seccompcost lab-boot lab-virtio; do
 	[ -f "$tmp/$f.out" ] && cat "$tmp/$f.out"
 done
 if [ ${#failed[@]} -gt 0 ]; then

@@ -10,6 +10,7 @@
 #include "api/api.h"
 #include "arch/x86/template.h"
 #include "gdb/gdb.h"
+#include "jailer/jailer.h"
 #include "stats/statcli.h"
 #include "util/devopts.h"
 #include "util/log.h"
@@ -36,11 +37,13 @@ static void usage(FILE *f)
 		"                [--disk PATH[,ro][,id=NAME][,serial=S]]... [--net tap=NAME[,mac=MAC][,id=NAME]]...\n"
 		"                [--vsock cid=N,uds=PATH] [--rng] [--balloon MiB[,deflate-on-oom][,stats=S]]\n"
 		"                [--stats-file PATH] [--no-exit-stats] [--no-seccomp | --seccomp-filter FILE]\n"
-		"                [--huge-pages none|2M|thp] [--ksm]\n"
+		"                [--huge-pages none|2M|thp] [--ksm] [--vcpu-affinity CPU[,CPU]...]\n"
+		"                [--vcpu-sched other[:NICE]|batch[:NICE]|idle|fifo:PRIO|rr:PRIO]\n"
 		"                [--cpu-template FILE] [--gdb tcp:HOST:PORT|unix:PATH]\n"
 		"       kite stat --api-sock PATH [--api-sock PATH]... [--interval S] [--count N]\n"
 		"                 [--format text|json|prometheus]\n"
 		"       kite cpu-template dump|intersect|check ... (see 'kite cpu-template --help')\n"
+		"       kite jail --id ID --exec-file PATH --uid UID --gid GID [OPTIONS] [-- KITE ARGS]\n"
 		"\n"
 		"The first form is Firecracker's: an HTTP API on a Unix socket (default\n"
 		DEFAULT_API_SOCK ") and/or a JSON --config-file. `kite run` boots directly.\n"
@@ -114,7 +117,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
 	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
 	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS, OPT_NO_SECCOMP, OPT_SECCOMP_FILTER,
-	       OPT_HUGE_PAGES, OPT_KSM, OPT_CPU_TEMPLATE, OPT_GDB };
+	       OPT_HUGE_PAGES, OPT_KSM, OPT_CPU_TEMPLATE, OPT_VCPU_AFFINITY, OPT_VCPU_SCHED, OPT_GDB };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -137,6 +140,8 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
 		{"huge-pages", required_argument, NULL, OPT_HUGE_PAGES},
 		{"ksm", no_argument, NULL, OPT_KSM},
+		{"vcpu-affinity", required_argument, NULL, OPT_VCPU_AFFINITY},
+		{"vcpu-sched", required_argument, NULL, OPT_VCPU_SCHED},
 		{"cpu-template", required_argument, NULL, OPT_CPU_TEMPLATE},
 		{"gdb", required_argument, NULL, OPT_GDB},
 		{NULL, 0, NULL, 0},
@@ -233,6 +238,14 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 			break;
 		case OPT_KSM:
 			cfg->ksm = true;
+			break;
+		case OPT_VCPU_AFFINITY:
+			if (devopt_affinity(optarg, cfg, msg, sizeof(msg)) < 0)
+				return usage_error("%s", msg);
+			break;
+		case OPT_VCPU_SCHED:
+			if (devopt_sched(optarg, cfg, msg, sizeof(msg)) < 0)
+				return usage_error("%s", msg);
 			break;
 		case OPT_CPU_TEMPLATE:
 			template_free(cfg->cpu_template);
@@ -381,6 +394,8 @@ int main(int argc, char **argv)
 		return template_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "stat") == 0)
 		return stat_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "jail") == 0)
+		return jail_main(argc - 1, argv + 1);
 	if (argv[1][0] == '-')
 		return cmd_firecracker(argc, argv, cfg.exec_time);
 	return usage_error("unknown command '%s'", argv[1]);

@@ -1,6 +1,7 @@
 #include "util/devopts.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,4 +216,79 @@ int devopt_balloon(char *arg, struct vm_config *cfg, char *msg, size_t len)
 	}
 	cfg->balloon = b;
 	return 0;
+}
+
+int devopt_affinity(const char *arg, struct vm_config *cfg, char *msg, size_t len)
+{
+	cpu_set_t allowed;
+	CPU_ZERO(&allowed);
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+		return fail(msg, len, "--vcpu-affinity: cannot read this process's CPUs: %s", strerror(errno));
+	unsigned n = 0;
+	const char *p = arg;
+	if (!*p)
+		return fail(msg, len, "--vcpu-affinity '%s': expected host CPU numbers, comma-separated", arg);
+	while (*p) {
+		char num[16];
+		size_t k = strcspn(p, ",");
+		if (k == 0 || k >= sizeof(num))
+			return fail(msg, len, "--vcpu-affinity '%s': expected host CPU numbers, comma-separated", arg);
+		memcpy(num, p, k);
+		num[k] = 0;
+		uint32_t cpu;
+		if (parse_u32(num, CPU_SETSIZE - 1, &cpu) < 0)
+			return fail(msg, len, "--vcpu-affinity '%s': '%s' is not a CPU number", arg, num);
+		if (!CPU_ISSET((int)cpu, &allowed))
+			return fail(msg, len, "--vcpu-affinity: host CPU %u does not exist or is not available to kite",
+				    cpu);
+		if (n == sizeof(cfg->affinity) / sizeof(cfg->affinity[0]))
+			return fail(msg, len, "--vcpu-affinity: at most %zu CPUs",
+				    sizeof(cfg->affinity) / sizeof(cfg->affinity[0]));
+		cfg->affinity[n++] = (int)cpu;
+		p += k;
+		if (*p == ',' && *++p == 0)
+			return fail(msg, len, "--vcpu-affinity '%s': a trailing comma", arg);
+	}
+	cfg->nr_affinity = n;
+	return 0;
+}
+
+int devopt_sched(const char *arg, struct vm_config *cfg, char *msg, size_t len)
+{
+	static const struct {
+		const char *name;
+		int policy, lo, hi, def;
+		bool needs;
+	} pol[] = {
+		{"other", SCHED_OTHER, -20, 19, 0, false}, {"batch", SCHED_BATCH, -20, 19, 0, false},
+		{"idle", SCHED_IDLE, 0, 0, 0, false},      {"fifo", SCHED_FIFO, 1, 99, 0, true},
+		{"rr", SCHED_RR, 1, 99, 0, true},
+	};
+	const char *colon = strchr(arg, ':');
+	size_t nl = colon ? (size_t)(colon - arg) : strlen(arg);
+	for (size_t i = 0; i < sizeof(pol) / sizeof(pol[0]); i++) {
+		if (strlen(pol[i].name) != nl || strncmp(arg, pol[i].name, nl) != 0)
+			continue;
+		int v = pol[i].def;
+		if (colon) {
+			char *end;
+			errno = 0;
+			long x = strtol(colon + 1, &end, 10);
+			if (!colon[1] || *end || errno || x < pol[i].lo || x > pol[i].hi || pol[i].lo == pol[i].hi)
+				return fail(msg, len, "--vcpu-sched '%s': %s takes %s", arg, pol[i].name,
+					    pol[i].lo == pol[i].hi ? "no value"
+					    : pol[i].needs   ? "a priority 1-99"
+							     : "a nice value -20..19");
+			v = (int)x;
+		} else if (pol[i].needs) {
+			return fail(msg, len, "--vcpu-sched '%s': %s needs a priority, e.g. %s:10", arg, pol[i].name,
+				    pol[i].name);
+		}
+		cfg->sched_policy = pol[i].policy;
+		cfg->sched_prio = v;
+		cfg->sched_set = true;
+		return 0;
+	}
+	return fail(msg, len, "--vcpu-sched '%s': expected other[:NICE], batch[:NICE], idle, fifo:PRIO or rr:PRIO",
+		    arg);
 }

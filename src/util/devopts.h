@@ -17,6 +17,10 @@ int devopt_net(char *arg, struct vm_config *cfg, char *msg, size_t len);
 int devopt_vsock(char *arg, struct vm_config *cfg, char *msg, size_t len);
 /* MiB[,deflate-on-oom][,stats=SECONDS] */
 int devopt_balloon(char *arg, struct vm_config *cfg, char *msg, size_t len);
+/* --vcpu-affinity CPU[,CPU]...: host CPUs that exist and this process may use. */
+int devopt_affinity(const char *arg, struct vm_config *cfg, char *msg, size_t len);
+/* --vcpu-sched other[:NICE]|batch[:NICE]|idle|fifo:PRIO|rr:PRIO */
+int devopt_sched(const char *arg, struct vm_config *cfg, char *msg, size_t len);
 /* Parses a MAC address "06:00:ac:10:00:02". 0 or -1. */
 int parse_mac(const char *s, uint8_t mac[6]);
 

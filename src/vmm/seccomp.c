@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/fs.h>
 #include <linux/kvm.h>
 #include <linux/if_tun.h>
 #include <seccomp.h>
@@ -70,6 +71,7 @@ static const int allowed[] = {
 	SCMP_SYS(eventfd2), SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime),
 	SCMP_SYS(timerfd_gettime), SCMP_SYS(ppoll), SCMP_SYS(poll), SCMP_SYS(clock_gettime),
 	SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(getrandom), SCMP_SYS(getrusage),
+	SCMP_SYS(sysinfo), /* glibc's qsort asks for the machine's memory size */
 	/* sockets: see socket() below for the family */
 	SCMP_SYS(accept4), SCMP_SYS(accept), SCMP_SYS(connect), SCMP_SYS(bind), SCMP_SYS(listen),
 	SCMP_SYS(shutdown), SCMP_SYS(getsockopt), SCMP_SYS(setsockopt), SCMP_SYS(getsockname),
@@ -87,6 +89,7 @@ static const unsigned long ioctls[] = {
 	KVM_TRANSLATE, KVM_GET_MP_STATE, KVM_GET_CLOCK, KVM_GET_DIRTY_LOG, KVM_KVMCLOCK_CTRL,
 	KVM_GET_STATS_FD,
 	TUNSETOFFLOAD, TUNSETVNETHDRSZ,
+	BLKGETSIZE64, /* PATCH /drives to a block device */
 	TCGETS, TCSETS, TCSETSW, TCSETSF, FIONBIO,
 };
 

@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sched.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 
 #include "gdb/gdb.h"
@@ -182,6 +186,8 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	pthread_mutex_lock(&v->vm->stop.lock);
+	v->tid = (pid_t)syscall(SYS_gettid);
+	pthread_cond_broadcast(&v->vm->stop.cond);
 	while (!v->vm->released && !v->vm->stop.requested)
 		pthread_cond_wait(&v->vm->stop.cond, &v->vm->stop.lock);
 	pthread_mutex_unlock(&v->vm->stop.lock);
@@ -228,6 +234,48 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
+/* The thread id of a started vCPU thread (it sets it first thing). */
+static pid_t vcpu_tid(struct vcpu *v)
+{
+	pthread_mutex_lock(&v->vm->stop.lock);
+	while (!v->tid && !v->vm->stop.requested)
+		pthread_cond_wait(&v->vm->stop.cond, &v->vm->stop.lock);
+	pid_t t = v->tid;
+	pthread_mutex_unlock(&v->vm->stop.lock);
+	return t;
+}
+
+/* --vcpu-affinity and --vcpu-sched for one vCPU thread. */
+static int vcpu_place(struct vm *vm, struct vcpu *v, struct kite_err *err)
+{
+	const struct vm_config *c = vm->cfg;
+	if (c->nr_affinity) {
+		int cpu = c->affinity[v->id % c->nr_affinity];
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		int e = pthread_setaffinity_np(v->thread, sizeof(set), &set);
+		if (e)
+			return err_set(err, KITE_EXIT_ERROR, "vCPU %u: cannot pin to host CPU %d: %s", v->id, cpu,
+				       strerror(e));
+	}
+	if (c->sched_set) {
+		bool rt = c->sched_policy == SCHED_FIFO || c->sched_policy == SCHED_RR;
+		struct sched_param sp = {.sched_priority = rt ? c->sched_prio : 0};
+		int e = pthread_setschedparam(v->thread, c->sched_policy, &sp);
+		if (e)
+			return err_set(err, KITE_EXIT_ERROR, "vCPU %u: cannot set its scheduling policy: %s%s", v->id,
+				       strerror(e), e == EPERM ? " (real-time policies need CAP_SYS_NICE)" : "");
+		pid_t tid;
+		/* The nice value of OTHER/BATCH is per thread (setpriority on its tid). */
+		if (!rt && c->sched_prio && (tid = vcpu_tid(v)) > 0 &&
+		    setpriority(PRIO_PROCESS, (id_t)tid, c->sched_prio) < 0)
+			return err_set(err, KITE_EXIT_ERROR, "vCPU %u: cannot set nice %d: %s", v->id, c->sched_prio,
+				       strerror(errno));
+	}
+	return 0;
+}
+
 int vcpus_start(struct vm *vm, struct kite_err *err)
 {
 	struct sigaction sa = {.sa_handler = kick_handler};
@@ -245,6 +293,10 @@ int vcpus_start(struct vm *vm, struct kite_err *err)
 		if (e)
 			return err_set(err, KITE_EXIT_ERROR, "start vCPU %u thread: %s", i, strerror(e));
 		v->started = true;
+		/* Placed from here, before the seccomp filter: the thread itself waits
+		 * for release and never needs the calls. */
+		if (vcpu_place(vm, v, err) < 0)
+			return -1;
 	}
 	return 0;
 }

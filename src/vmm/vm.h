@@ -72,6 +72,14 @@ struct vm_config {
 	struct seccomp_opts seccomp; /* after set-up: default filter, none, or a file */
 	enum gmem_backing huge_pages; /* --huge-pages / machine-config huge_pages */
 	bool ksm;                  /* --ksm: guest RAM MADV_MERGEABLE */
+	/* --vcpu-affinity: vCPU i runs on host CPU affinity[i % nr_affinity]. */
+	int affinity[256];
+	unsigned nr_affinity;
+	/* --vcpu-sched: SCHED_OTHER (default), _BATCH, _IDLE with a nice value,
+	 * or SCHED_FIFO/_RR with a priority. */
+	int sched_policy;
+	int sched_prio;            /* priority (FIFO/RR) or nice (OTHER/BATCH) */
+	bool sched_set;
 	const char *stats_path;    /* write the final /stats JSON here at exit */
 	struct disk_config disks[KITE_MAX_DISKS];
 	unsigned nr_disks;
@@ -97,6 +105,7 @@ struct vcpu {
 	int fd;
 	struct kvm_run *run;
 	pthread_t thread;
+	pid_t tid;      /* the thread's id, set as it starts */
 	bool started;
 	bool held;  /* parked by the debugger while other vCPUs run (under vm->stop.lock) */
 	/* Exit counters, written by this vCPU's thread only (relaxed atomics so

@@ -35,6 +35,8 @@ done
 ip link set lo up
 ip addr add 10.0.0.2/24 dev eth0
 ip link set eth0 up
+# operstate follows the carrier asynchronously (linkwatch): wait for it, bounded
+i=0; while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 g "net eth0 operstate=$(cat /sys/class/net/eth0/operstate) carrier=$(cat /sys/class/net/eth0/carrier)"
 ping -c 3 -w 60 10.0.0.1 >/tmp/ping 2>&1
 g "net ping-host rc=$? $(grep transmitted /tmp/ping)"
