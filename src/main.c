@@ -9,6 +9,7 @@
 
 #include "api/api.h"
 #include "arch/x86/template.h"
+#include "gdb/gdb.h"
 #include "jailer/jailer.h"
 #include "stats/statcli.h"
 #include "util/devopts.h"
@@ -38,7 +39,7 @@ static void usage(FILE *f)
 		"                [--stats-file PATH] [--no-exit-stats] [--no-seccomp | --seccomp-filter FILE]\n"
 		"                [--huge-pages none|2M|thp] [--ksm] [--vcpu-affinity CPU[,CPU]...]\n"
 		"                [--vcpu-sched other[:NICE]|batch[:NICE]|idle|fifo:PRIO|rr:PRIO]\n"
-		"                [--cpu-template FILE]\n"
+		"                [--cpu-template FILE] [--gdb tcp:HOST:PORT|unix:PATH]\n"
 		"       kite stat --api-sock PATH [--api-sock PATH]... [--interval S] [--count N]\n"
 		"                 [--format text|json|prometheus]\n"
 		"       kite cpu-template dump|intersect|check ... (see 'kite cpu-template --help')\n"
@@ -116,7 +117,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM, OPT_SERIAL,
 	       OPT_BOOT_TIMER, OPT_TEST_DEVICE, OPT_LEVEL, OPT_HELP, OPT_DISK, OPT_NET, OPT_VSOCK,
 	       OPT_RNG, OPT_BALLOON, OPT_STATS_FILE, OPT_NO_EXIT_STATS, OPT_NO_SECCOMP, OPT_SECCOMP_FILTER,
-	       OPT_HUGE_PAGES, OPT_KSM, OPT_CPU_TEMPLATE, OPT_VCPU_AFFINITY, OPT_VCPU_SCHED };
+	       OPT_HUGE_PAGES, OPT_KSM, OPT_CPU_TEMPLATE, OPT_VCPU_AFFINITY, OPT_VCPU_SCHED, OPT_GDB };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -142,6 +143,7 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		{"vcpu-affinity", required_argument, NULL, OPT_VCPU_AFFINITY},
 		{"vcpu-sched", required_argument, NULL, OPT_VCPU_SCHED},
 		{"cpu-template", required_argument, NULL, OPT_CPU_TEMPLATE},
+		{"gdb", required_argument, NULL, OPT_GDB},
 		{NULL, 0, NULL, 0},
 	};
 	opterr = 0;
@@ -253,6 +255,11 @@ static int cmd_run(int argc, char **argv, struct vm_config *cfg)
 		case OPT_BALLOON:
 			if (devopt_balloon(optarg, cfg, msg, sizeof(msg)) < 0)
 				return usage_error("%s", msg);
+			break;
+		case OPT_GDB:
+			if (gdb_addr_check(optarg, msg, sizeof(msg)) < 0)
+				return usage_error("%s", msg);
+			cfg->gdb = optarg;
 			break;
 		case ':':
 			return usage_error("option '%s' needs a value", argv[optind - 1]);

@@ -15,6 +15,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "devices/device.h"
+#include "gdb/gdb.h"
 #include "stats/stats.h"
 
 int map_file(const char *path, const char *what, struct mapped_file *f, uint64_t max,
@@ -170,11 +171,13 @@ int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *e
 	    step(vm, load_guest(vm, &kernel, &initrd, err), "guest loaded") < 0 ||
 	    step(vm, devices_create(vm, err), "devices created") < 0 ||
 	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 || stats_start(vm) < 0 ||
+	    (cfg->gdb && gdb_stub_start(vm, cfg->gdb, err) < 0) ||
 	    vcpus_start(vm, err) < 0 || step(vm, seccomp_lockdown(&cfg->seccomp, err), "seccomp on") < 0) {
 		if (!err->code)
 			err_set(err, KITE_EXIT_ERROR, "cannot start the VM");
 		vm_request_stop(vm, err->code, "%s", err->msg);
 		vcpus_stop(vm);
+		gdb_stub_stop(vm);
 		stats_stop(vm);
 		devices_destroy(vm);
 		vm_destroy(vm);
@@ -206,6 +209,7 @@ int machine_wait(struct vm *vm)
 	pthread_mutex_unlock(&vm->stop.lock);
 
 	vcpus_stop(vm);
+	gdb_stub_stop(vm);
 	if (vm->cfg->stats_path)
 		write_stats(vm, vm->cfg->stats_path);
 	stats_stop(vm);

@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/mman.h>
 
+#include "gdb/gdb.h"
 #include "vmm/exit_names.h"
 #include "vmm/vm.h"
 
@@ -107,6 +108,9 @@ static bool handle_exit(struct vcpu *v)
 			fatal_exit(v, "unexpected system event");
 			return false;
 		}
+	case KVM_EXIT_DEBUG:
+		/* Only with --gdb: a breakpoint, watchpoint or step, or a guest's own #BP. */
+		return gdb_debug_exit(v);
 	case KVM_EXIT_HLT:
 		/* Only without an in-kernel LAPIC; kite always has one. */
 		__atomic_add_fetch(&v->exits_other, 1, __ATOMIC_RELAXED);
@@ -125,7 +129,7 @@ static void vcpu_park(struct vcpu *v)
 	pthread_mutex_lock(&vm->stop.lock);
 	vm->parked++;
 	pthread_cond_broadcast(&vm->stop.cond);
-	while (vm->paused && !vm->stop.requested)
+	while ((vm->paused || v->held) && !vm->stop.requested)
 		pthread_cond_wait(&vm->stop.cond, &vm->stop.lock);
 	vm->parked--;
 	pthread_mutex_unlock(&vm->stop.lock);
@@ -142,11 +146,12 @@ void vcpus_pause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->stop.lock);
 	__atomic_store_n(&vm->paused, true, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&vm->stop.lock);
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		if (vm->vcpus[i].started)
-			kick(&vm->vcpus[i]);
-	pthread_mutex_lock(&vm->stop.lock);
+	/* Kicks under the lock, and only before a stop: vcpus_stop sets
+	 * stop.requested under it before it joins the threads. */
+	if (!vm->stop.requested)
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			if (vm->vcpus[i].started)
+				kick(&vm->vcpus[i]);
 	while (vm->parked < vm->nr_vcpus && !vm->stop.requested)
 		pthread_cond_wait(&vm->stop.cond, &vm->stop.lock);
 	pthread_mutex_unlock(&vm->stop.lock);
@@ -195,7 +200,8 @@ static void *vcpu_thread(void *arg)
 	bool timed = !v->vm->cfg->no_exit_stats;
 	uint64_t t_run = timed ? stats_now_ns() : 0;
 	while (!vm_stopping(v->vm)) {
-		if (__atomic_load_n(&v->vm->paused, __ATOMIC_ACQUIRE)) {
+		if (__atomic_load_n(&v->vm->paused, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&v->held, __ATOMIC_ACQUIRE)) {
 			vcpu_park(v);
 			t_run = timed ? stats_now_ns() : 0;
 			continue;

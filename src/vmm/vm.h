@@ -90,12 +90,14 @@ struct vm_config {
 	struct rl_config rng_rl;   /* PUT /entropy rate_limiter */
 	struct balloon_config balloon;
 	struct cpu_template *cpu_template; /* --cpu-template / PUT /cpu-config; NULL: none */
+	const char *gdb;           /* --gdb tcp:HOST:PORT or unix:PATH: the gdb stub listens there */
 	struct timespec exec_time; /* when the process started: boot timer reference */
 };
 
 struct vm;
 struct pci_bus;
 struct virtio_dev;
+struct gdb_stub;
 
 struct vcpu {
 	struct vm *vm;
@@ -105,6 +107,7 @@ struct vcpu {
 	pthread_t thread;
 	pid_t tid;      /* the thread's id, set as it starts */
 	bool started;
+	bool held;  /* parked by the debugger while other vCPUs run (under vm->stop.lock) */
 	/* Exit counters, written by this vCPU's thread only (relaxed atomics so
 	 * the metrics thread may read them). */
 	uint64_t exits_io_in, exits_io_out, exits_mmio_read, exits_mmio_write, exits_other;
@@ -147,6 +150,7 @@ struct vm {
 	/* Pause: vCPUs park outside KVM_RUN (under stop.lock) while set. */
 	bool paused;
 	unsigned parked;
+	struct gdb_stub *gdb;              /* --gdb, or NULL */
 	/* Boot entry for the BSP, filled by the loader. */
 	int boot_mode;
 	uint64_t boot_entry;
