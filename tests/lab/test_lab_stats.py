@@ -36,7 +36,13 @@ while [ $i -lt 200 ] && [ $idle -lt 13 ]; do
 	[ -n "$s" ] && echo "STAT init=$init $s"
 	sleep 0.3
 	i=$((i + 1))
+	kill -0 $pid 2>/dev/null || break
 done
+if ! kill -0 $pid 2>/dev/null; then
+	wait $pid
+	echo "KITE-DIED rc=$?; the guest's last words:"
+	tail -40 /tmp/console
+fi
 echo "FINAL $(kite stat --api-sock /tmp/s.sock --format json)"
 echo "SECCOMP-STATUS $(grep '^Seccomp:' /proc/$pid/status)"
 kite stat --api-sock /tmp/s.sock > /tmp/text && echo "TEXTVIEW-OK" && cat /tmp/text
@@ -59,6 +65,8 @@ def samples(tmp_path_factory):
     out = proc.stdout.decode(errors="replace")
     sys.stderr.write(out[-2000:])
     assert "LAB: ready" in out, out[-2000:]
+    died = out.find("KITE-DIED")
+    assert died < 0, "kite stopped before the samples were taken: " + out[died:died + 3000]
     rows = []
     for m in re.finditer(r"^STAT init=(\d+) (.*?)\r?$", out, re.M):
         an = parse_prom(m.group(2))
@@ -124,9 +132,14 @@ def test_idle_guest_is_labelled_idle(samples):
 
 def test_entropy_higher_while_booting_than_idle(samples):
     _, rows = samples
-    boot = statistics.median(s["analytics"]["entropy_bits"] for s in boot_rows(rows))
+    # An idle loop is HLT, the timer's MSR write and now and then an interrupt: about one
+    # bit, steadily. A boot moves through phases, some as plain as that, but at its busiest
+    # (port probing beside interrupts, windows and MSRs) it reaches well above it. With a
+    # few dozen exits a second in the lab a single sample is noisy, so compare the boot's
+    # peak with the idle median (measured: peaks 2.2-2.4 bits, idle 0.9-1.1).
+    boot = max(s["analytics"]["entropy_bits"] for s in boot_rows(rows))
     idle = statistics.median(s["analytics"]["entropy_bits"] for s in idle_rows(rows))
-    assert boot > idle + 0.2, (boot, idle)
+    assert boot > idle + 0.5, (boot, idle)
 
 
 def test_counters_are_consistent_on_svm(samples):
