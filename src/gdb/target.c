@@ -9,7 +9,6 @@
 
 #include "gdb/paging.h"
 #include "gdb/stub.h"
-#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 
 #define BP_VECTOR 3
@@ -231,11 +230,6 @@ int gdb_target_set_cpu(struct gdb_stub *s, unsigned cpu, const struct gdb_cpu *c
 	if (ioctl(fd, KVM_GET_FPU, &now) < 0)
 		return -1;
 	bool fpu = memcmp(&now, &c->fpu, sizeof(now)) != 0;
-	if (fpu && seccomp_active()) {
-		/* KVM_SET_FPU is not among the calls the running VMM may make. */
-		log_warn("gdb: vCPU %u: x87/SSE registers cannot be written under seccomp (--no-seccomp)", cpu);
-		return -1;
-	}
 	if (ioctl(fd, KVM_SET_REGS, &c->regs) < 0 || (fpu && ioctl(fd, KVM_SET_FPU, &c->fpu) < 0)) {
 		log_warn("gdb: vCPU %u: writing registers: %s", cpu, strerror(errno));
 		return -1;
