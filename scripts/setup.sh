@@ -19,6 +19,7 @@ PKGS=(
 	busybox-static        # guest initramfs
 	cpio gzip             # initramfs packing
 	util-linux            # unshare, for the /dev/kvm-missing test
+	gdb                   # the gdb stub tests drive the real debugger in batch mode
 )
 
 missing=()
