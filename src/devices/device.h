@@ -6,6 +6,9 @@
 #include "util/log.h"
 #include "vmm/vm.h"
 
+struct snap_writer;
+struct snap_reader;
+
 struct device_desc {
 	const char *name;
 	/* Claims bus ranges and sets up state. Returns 0 (also when the
@@ -13,6 +16,14 @@ struct device_desc {
 	int (*create)(struct vm *vm, struct kite_err *err);
 	/* Optional: called once after all vCPUs stopped. */
 	void (*destroy)(struct vm *vm);
+	/* Snapshots. save: the device's state into sections of its own (the VM is
+	 * paused, no vCPU runs). restore: onto the device create() just made for
+	 * the same configuration, before any vCPU runs; the file was checked whole
+	 * but its values were not: check each against what the device accepts, and
+	 * refuse (err, KITE_EXIT_IMAGE) rather than half-restore. A device with state
+	 * and no hooks refuses in save (a clear error) until it has them. */
+	int (*save)(struct vm *vm, struct snap_writer *w, struct kite_err *err);
+	int (*restore)(struct vm *vm, const struct snap_reader *r, struct kite_err *err);
 };
 
 #define KITE_DEVICE(ident, ...)                                                         \
@@ -21,6 +32,9 @@ struct device_desc {
 		__VA_ARGS__
 
 int devices_create(struct vm *vm, struct kite_err *err);
+/* Every device's save / restore hook in registration order. */
+int devices_save(struct vm *vm, struct snap_writer *w, struct kite_err *err);
+int devices_restore(struct vm *vm, const struct snap_reader *r, struct kite_err *err);
 void devices_destroy(struct vm *vm);
 
 #endif

@@ -58,6 +58,9 @@ struct vm;
 #define VIRTIO_BIT(n) (1ULL << (n))
 
 struct virtio_dev;
+struct snap_writer;
+struct snap_cursor;
+struct kite_err;
 
 struct virtio_dev_ops {
 	uint16_t device_id;       /* VIRTIO_ID_* */
@@ -87,6 +90,12 @@ struct virtio_dev_ops {
 	void (*reset)(struct virtio_dev *d);
 	/* Optional: at VM teardown, after the event thread stopped. Free priv. */
 	void (*destroy)(struct virtio_dev *d);
+	/* Snapshots (VM paused, lock held): the device's own state beyond the
+	 * transport's, appended to the device's open section; restore reads it back
+	 * (values checked) onto a freshly created device before activation state is
+	 * rebuilt. save NULL: the device cannot be snapshotted (save refuses, naming it). */
+	int (*save)(struct virtio_dev *d, struct snap_writer *w, struct kite_err *err);
+	int (*restore)(struct virtio_dev *d, struct snap_cursor *c, struct kite_err *err);
 };
 
 struct virtio_queue {
