@@ -11,6 +11,7 @@
 #include "arch/x86/template.h"
 #include "gdb/gdb.h"
 #include "jailer/jailer.h"
+#include "snapshot/snapshot.h"
 #include "stats/statcli.h"
 #include "util/devopts.h"
 #include "util/log.h"
@@ -44,6 +45,7 @@ static void usage(FILE *f)
 		"                 [--format text|json|prometheus]\n"
 		"       kite cpu-template dump|intersect|check ... (see 'kite cpu-template --help')\n"
 		"       kite jail --id ID --exec-file PATH --uid UID --gid GID [OPTIONS] [-- KITE ARGS]\n"
+		"       kite snapshot-fold BASE_MEM DIFF_MEM\n"
 		"\n"
 		"The first form is Firecracker's: an HTTP API on a Unix socket (default\n"
 		DEFAULT_API_SOCK ") and/or a JSON --config-file. `kite run` boots directly.\n"
@@ -396,6 +398,8 @@ int main(int argc, char **argv)
 		return stat_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "jail") == 0)
 		return jail_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "snapshot-fold") == 0)
+		return snapshot_fold_main(argc - 1, argv + 1);
 	if (argv[1][0] == '-')
 		return cmd_firecracker(argc, argv, cfg.exec_time);
 	return usage_error("unknown command '%s'", argv[1]);

@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "api/http.h"
 #include "api/metrics.h"
 #include "api/schema.h"
 #include "arch/x86/template.h"
 #include "devices/i8042.h"
+#include "snapshot/snapshot.h"
 #include "stats/stats.h"
 #include "util/devopts.h"
 #include "util/log.h"
@@ -48,6 +50,7 @@ static struct controller {
 	/* The configuration as sent, keyed like FullVmConfiguration. */
 	json_t *config;
 	int start_code; /* exit code class of the last failed InstanceStart */
+	bool configured; /* a boot resource was set (snapshot load is refused then) */
 } ctl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 struct reply {
@@ -366,6 +369,7 @@ static int build_vm_config(struct reply *r)
 	c->mem_mib = (uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib"));
 	const char *hp = json_string_value(json_object_get(mc, "huge_pages"));
 	c->huge_pages = hp && strcmp(hp, "2M") == 0 ? GMEM_HUGETLB : GMEM_ANON;
+	c->track_dirty = json_is_true(json_object_get(mc, "track_dirty_pages"));
 	const json_t *serial = json_object_get(ctl.config, "serial");
 	const char *out = json_string_value(json_object_get(serial, "serial_out_path"));
 	c->serial = out ? SERIAL_FILE : SERIAL_STDIO;
@@ -661,10 +665,10 @@ static int h_get_stats(const json_t *b, const char *id, struct reply *r)
 	return 0;
 }
 
-static int h_get_vm_config(const json_t *b, const char *id, struct reply *r)
+static int apply_sections(json_t *root, struct reply *r);
+
+static json_t *vm_config_json(void)
 {
-	(void)b;
-	(void)id;
 	machine_config();
 	json_t *c = json_deep_copy(ctl.config);
 	/* The lists are always present, like Firecracker's answer. */
@@ -672,8 +676,174 @@ static int h_get_vm_config(const json_t *b, const char *id, struct reply *r)
 		json_object_set_new(c, "drives", json_array());
 	if (!json_object_get(c, "network-interfaces"))
 		json_object_set_new(c, "network-interfaces", json_array());
-	r->body = c;
+	return c;
+}
+
+static int h_get_vm_config(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	r->body = vm_config_json();
 	return 0;
+}
+
+/* ---- snapshots (docs/snapshots.md) ---- */
+
+static int h_put_snapshot_create(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	if (ctl.state != PAUSED)
+		return fault(r, "Cannot create a snapshot of a running microVM: pause it first (PATCH /vm).");
+	const char *type = json_string_value(json_object_get(b, "snapshot_type"));
+	bool diff = type && strcmp(type, "Diff") == 0;
+	json_t *conf = vm_config_json();
+	/* Process-wide settings stay with the process that set them. */
+	json_object_del(conf, "logger");
+	json_object_del(conf, "metrics");
+	char *s = json_dumps(conf, JSON_COMPACT);
+	json_decref(conf);
+	struct kite_err err = {0};
+	int rc = s ? snapshot_create(&ctl.vm, s, json_string_value(json_object_get(b, "snapshot_path")),
+				     json_string_value(json_object_get(b, "mem_file_path")), diff, &err)
+		   : err_set(&err, KITE_EXIT_ERROR, "out of memory");
+	free(s);
+	if (rc < 0)
+		return fault(r, "Cannot create the snapshot: %s", err.msg);
+	return 0;
+}
+
+/* The saved configuration with the load request's overrides applied. */
+static int snapshot_overrides(json_t *conf, const json_t *b, struct reply *r)
+{
+	size_t i;
+	json_t *o;
+	json_array_foreach(json_object_get(b, "network_overrides"), i, o) {
+		const char *iface = json_string_value(json_object_get(o, "iface_id"));
+		size_t k;
+		json_t *nic, *found = NULL;
+		json_array_foreach(json_object_get(conf, "network-interfaces"), k, nic)
+			if (strcmp(json_string_value(json_object_get(nic, "iface_id")), iface) == 0)
+				found = nic;
+		if (!found)
+			return fault(r, "Cannot load the snapshot: network_overrides names interface '%s', which the "
+					"snapshot's microVM does not have.", iface);
+		json_object_set(found, "host_dev_name", json_object_get(o, "host_dev_name"));
+	}
+	const json_t *vo = json_object_get(b, "vsock_override");
+	if (vo) {
+		json_t *vs = json_object_get(conf, "vsock");
+		if (!vs)
+			return fault(r, "Cannot load the snapshot: vsock_override given, but the snapshot's microVM "
+					"has no vsock device.");
+		json_object_set(vs, "uds_path", json_object_get(vo, "uds_path"));
+	}
+	/* Dirty page tracking is the loader's choice, not the snapshot's. */
+	bool track = json_is_true(json_object_get(b, "track_dirty_pages")) ||
+		     json_is_true(json_object_get(b, "enable_diff_snapshots"));
+	json_t *mc = json_object_get(conf, "machine-config");
+	if (mc)
+		json_object_set_new(mc, "track_dirty_pages", json_boolean(track));
+	/* The serial port as the snapshot's VM had it, through kite's own route. */
+	json_t *serial = json_incref(json_object_get(conf, "serial"));
+	json_object_del(conf, "serial");
+	if (serial)
+		json_object_set_new(conf, "kite-serial", serial);
+	json_object_del(conf, "logger");
+	json_object_del(conf, "metrics");
+	return 0;
+}
+
+static int h_put_snapshot_load(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	if (ctl.configured)
+		return fault(r, "Loading a snapshot is only allowed before anything but the logger and metrics "
+				"is configured.");
+	const json_t *backend = json_object_get(b, "mem_backend");
+	const char *mem_path = json_string_value(json_object_get(b, "mem_file_path"));
+	if (!!backend == !!mem_path)
+		return fault(r, "Cannot load the snapshot: give exactly one of mem_backend and mem_file_path.");
+	if (backend) {
+		if (strcmp(json_string_value(json_object_get(backend, "backend_type")), "File") != 0)
+			return fault(r, "Cannot load the snapshot: memory backend '%s' is not supported by kite yet "
+					"(use File).",
+				     json_string_value(json_object_get(backend, "backend_type")));
+		mem_path = json_string_value(json_object_get(backend, "backend_path"));
+	}
+	const char *hp = json_string_value(json_object_get(b, "huge_pages"));
+	if (hp && strcmp(hp, "Snapshot") != 0 && strcmp(hp, "None") != 0)
+		return fault(r, "Cannot load the snapshot: huge_pages %s needs a Uffd memory backend.", hp);
+
+	const char *path = json_string_value(json_object_get(b, "snapshot_path"));
+	struct snap_reader snap;
+	struct kite_err err = {0};
+	char *conf_s = NULL;
+	uint64_t bytes = 0;
+	if (snapshot_open(path, &snap, &conf_s, &bytes, &err) < 0)
+		return fault(r, "Cannot load the snapshot: %s", err.msg);
+	json_error_t je;
+	json_t *conf = json_loads(conf_s, JSON_REJECT_DUPLICATES, &je);
+	free(conf_s);
+	int rc = -1, fd = -1;
+	if (!json_is_object(conf)) {
+		fault(r, "Cannot load the snapshot: '%s' holds no valid VM configuration.", path);
+		goto out;
+	}
+	if (snapshot_overrides(conf, b, r) < 0 || apply_sections(conf, r) < 0) {
+		if (!strstr(r->fault, "snapshot")) {
+			char f[sizeof(r->fault)];
+			snprintf(f, sizeof(f), "%s", r->fault);
+			fault(r, "Cannot load the snapshot: its configuration: %.340s", f);
+		}
+		goto reset;
+	}
+	if ((uint64_t)json_integer_value(json_object_get(machine_config(), "mem_size_mib")) << 20 != bytes) {
+		fault(r, "Cannot load the snapshot: its configuration and its memory disagree on the size.");
+		goto reset;
+	}
+	fd = snapshot_open_mem(mem_path, bytes, &err);
+	if (fd < 0) {
+		fault(r, "Cannot load the snapshot: %s", err.msg);
+		goto reset;
+	}
+	if (build_vm_config(r) < 0)
+		goto reset;
+	ctl.cfg.restore = &snap;
+	ctl.cfg.restore_mem_fd = fd;
+	ctl.cfg.restore_clock_realtime = json_is_true(json_object_get(b, "clock_realtime"));
+	bool resume = json_is_true(json_object_get(b, "resume_vm"));
+	ctl.cfg.start_paused = !resume;
+	vm_init(&ctl.vm);
+	if (machine_start(&ctl.vm, &ctl.cfg, &err) < 0) {
+		ctl.start_code = err.code;
+		fault(r, "Cannot load the snapshot: %s", err.msg);
+		goto reset;
+	}
+	ctl.cfg.restore = NULL;
+	ctl.state = resume ? RUNNING : PAUSED;
+	ctl.started = true;
+	metrics_set_vm(&ctl.vm);
+	pthread_cond_broadcast(&ctl.cond);
+	rc = 0;
+	goto out;
+reset:
+	/* Nothing of the failed load stays configured: the process may try again. */
+	ctl.cfg.restore = NULL;
+	json_t *keep_logger = json_incref(json_object_get(ctl.config, "logger"));
+	json_t *keep_metrics = json_incref(json_object_get(ctl.config, "metrics"));
+	json_decref(ctl.config);
+	ctl.config = json_object();
+	if (keep_logger)
+		json_object_set_new(ctl.config, "logger", keep_logger);
+	if (keep_metrics)
+		json_object_set_new(ctl.config, "metrics", keep_metrics);
+	ctl.configured = false;
+out:
+	if (fd >= 0)
+		close(fd);
+	json_decref(conf);
+	snapr_free(&snap);
+	return rc;
 }
 
 static const struct route routes[] = {
@@ -702,6 +872,8 @@ static const struct route routes[] = {
 	{"GET", "/vm/config", NULL, h_get_vm_config, M_GET_VM_CONFIG, ANY},
 	{"GET", "/stats", NULL, h_get_stats, M_GET_STATS, POST_BOOT},
 	{"PUT", "/serial", "SerialDevice", h_put_serial, M_PUT_SERIAL, PRE_BOOT},
+	{"PUT", "/snapshot/create", "SnapshotCreateParams", h_put_snapshot_create, M_PUT_SNAPSHOT_CREATE, POST_BOOT},
+	{"PUT", "/snapshot/load", "SnapshotLoadParams", h_put_snapshot_load, M_PUT_SNAPSHOT_LOAD, PRE_BOOT},
 };
 
 /* The route for method+path, with the {id} of prefix routes. */
@@ -780,6 +952,8 @@ static int dispatch(const char *method, const char *path, const char *body, size
 		goto out;
 	r->status = 204;
 	ret = rt->handler(json, id, r);
+	if (ret == 0 && rt->when == PRE_BOOT && rt->metric != M_PUT_LOGGER && rt->metric != M_PUT_METRICS)
+		ctl.configured = true;
 out:
 	json_decref(json);
 	if (ret == 0 && r->body)
@@ -807,6 +981,54 @@ static void api_handle(void *ctx, const struct http_request *req, struct http_re
 }
 
 /* ---- --config-file ---- */
+
+/* The sections of a FullVmConfiguration (as GET /vm/config writes it, with
+ * kite's "kite-serial"), applied through the API's own handlers. */
+static int apply_sections(json_t *root, struct reply *r)
+{
+	static const struct {
+		const char *key, *method, *path;
+	} order[] = {
+		{"logger", "PUT", "/logger"}, {"metrics", "PUT", "/metrics"},
+		{"machine-config", "PUT", "/machine-config"}, {"cpu-config", "PUT", "/cpu-config"},
+		{"boot-source", "PUT", "/boot-source"}, {"vsock", "PUT", "/vsock"},
+		{"entropy", "PUT", "/entropy"}, {"balloon", "PUT", "/balloon"},
+		{"kite-serial", "PUT", "/serial"},
+	};
+	char fault_msg[sizeof(r->fault)];
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		json_t *sec = json_object_get(root, order[i].key);
+		if (!sec)
+			continue;
+		char *s = json_dumps(sec, JSON_COMPACT);
+		int rc = dispatch(order[i].method, order[i].path, s, strlen(s), r);
+		free(s);
+		if (rc < 0) {
+			snprintf(fault_msg, sizeof(fault_msg), "%s: %.370s", order[i].key, r->fault);
+			snprintf(r->fault, sizeof(r->fault), "%s", fault_msg);
+			return -1;
+		}
+	}
+	static const struct {
+		const char *key, *id, *path;
+	} lists[] = {{"drives", "drive_id", "/drives/"}, {"network-interfaces", "iface_id", "/network-interfaces/"}};
+	for (size_t i = 0; i < 2; i++) {
+		size_t k;
+		json_t *it;
+		json_array_foreach(json_object_get(root, lists[i].key), k, it) {
+			char p[300], *s = json_dumps(it, JSON_COMPACT);
+			snprintf(p, sizeof(p), "%s%s", lists[i].path, json_string_value(json_object_get(it, lists[i].id)));
+			int rc = dispatch("PUT", p, s, strlen(s), r);
+			free(s);
+			if (rc < 0) {
+				snprintf(fault_msg, sizeof(fault_msg), "%s: %.370s", lists[i].key, r->fault);
+				snprintf(r->fault, sizeof(r->fault), "%s", fault_msg);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
 
 /* FullVmConfiguration sections, applied through the same handlers as the API. */
 static int apply_config_file(const char *path, struct kite_err *err)
@@ -844,43 +1066,9 @@ static int apply_config_file(const char *path, struct kite_err *err)
 		err_set(err, KITE_EXIT_USAGE, "--config-file '%s': %s", path, msg);
 		goto out;
 	}
-	static const struct {
-		const char *key, *method, *path;
-	} order[] = {
-		{"logger", "PUT", "/logger"}, {"metrics", "PUT", "/metrics"},
-		{"machine-config", "PUT", "/machine-config"}, {"cpu-config", "PUT", "/cpu-config"},
-		{"boot-source", "PUT", "/boot-source"}, {"vsock", "PUT", "/vsock"},
-		{"entropy", "PUT", "/entropy"}, {"balloon", "PUT", "/balloon"},
-		{"kite-serial", "PUT", "/serial"},
-	};
-	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-		json_t *sec = json_object_get(root, order[i].key);
-		if (!sec)
-			continue;
-		char *s = json_dumps(sec, JSON_COMPACT);
-		int rc = dispatch(order[i].method, order[i].path, s, strlen(s), &r);
-		free(s);
-		if (rc < 0) {
-			err_set(err, KITE_EXIT_USAGE, "--config-file '%s': %s: %s", path, order[i].key, r.fault);
-			goto out;
-		}
-	}
-	static const struct {
-		const char *key, *id, *path;
-	} lists[] = {{"drives", "drive_id", "/drives/"}, {"network-interfaces", "iface_id", "/network-interfaces/"}};
-	for (size_t i = 0; i < 2; i++) {
-		size_t k;
-		json_t *it;
-		json_array_foreach(json_object_get(root, lists[i].key), k, it) {
-			char p[300], *s = json_dumps(it, JSON_COMPACT);
-			snprintf(p, sizeof(p), "%s%s", lists[i].path, json_string_value(json_object_get(it, lists[i].id)));
-			int rc = dispatch("PUT", p, s, strlen(s), &r);
-			free(s);
-			if (rc < 0) {
-				err_set(err, KITE_EXIT_USAGE, "--config-file '%s': %s: %s", path, lists[i].key, r.fault);
-				goto out;
-			}
-		}
+	if (apply_sections(root, &r) < 0) {
+		err_set(err, KITE_EXIT_USAGE, "--config-file '%s': %s", path, r.fault);
+		goto out;
 	}
 	if (instance_start(&r) < 0) {
 		/* A missing kernel exits 4 here as with `kite run`. */

@@ -40,6 +40,8 @@ static const char *const names[M_COUNT][2] = {
 	[M_PATCH_NET] = {"patch_api_requests", "network_count"},
 	[M_PATCH_BALLOON] = {"patch_api_requests", "balloon_count"},
 	[M_PATCH_VM] = {"patch_api_requests", "vmm_count"},
+	[M_PUT_SNAPSHOT_CREATE] = {"put_api_requests", "snapshot_create_count"},
+	[M_PUT_SNAPSHOT_LOAD] = {"put_api_requests", "snapshot_load_count"},
 	[M_API_FAILURES] = {"kite", "api_request_failures"},
 };
 

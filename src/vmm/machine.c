@@ -16,6 +16,7 @@
 #include "arch/x86/cpu.h"
 #include "devices/device.h"
 #include "gdb/gdb.h"
+#include "snapshot/snapshot.h"
 #include "stats/stats.h"
 
 int map_file(const char *path, const char *what, struct mapped_file *f, uint64_t max,
@@ -165,12 +166,16 @@ int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *e
 	vm->cfg = cfg;
 	/* Each step logs its time since exec at --level debug: the start-up profile. */
 	int r = 0;
-	if (step(vm, open_images(cfg, &kernel, &initrd, err), "images opened") < 0 ||
+	/* A snapshot load brings memory and state instead of a kernel. */
+	bool fresh = !cfg->restore;
+	vm->paused = cfg->start_paused;
+	if ((fresh && step(vm, open_images(cfg, &kernel, &initrd, err), "images opened") < 0) ||
 	    step(vm, kvm_open(vm, err), "kvm opened") < 0 ||
 	    step(vm, vm_create(vm, cfg, err), "vm created") < 0 ||
-	    step(vm, load_guest(vm, &kernel, &initrd, err), "guest loaded") < 0 ||
+	    (fresh && step(vm, load_guest(vm, &kernel, &initrd, err), "guest loaded") < 0) ||
 	    step(vm, devices_create(vm, err), "devices created") < 0 ||
-	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 || stats_start(vm) < 0 ||
+	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 ||
+	    (!fresh && step(vm, snapshot_restore(vm, err), "snapshot restored") < 0) || stats_start(vm) < 0 ||
 	    (cfg->gdb && gdb_stub_start(vm, cfg->gdb, err) < 0) ||
 	    vcpus_start(vm, err) < 0 || step(vm, seccomp_lockdown(&cfg->seccomp, err), "seccomp on") < 0) {
 		if (!err->code)

@@ -1,6 +1,7 @@
 #include "vmm/mem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <linux/mman.h>
 #include <sys/mman.h>
@@ -94,7 +95,65 @@ void gmem_free(struct gmem *m)
 {
 	if (m->mapped && m->base)
 		munmap(m->base, m->ram_size);
+	free(m->dirty);
 	memset(m, 0, sizeof(*m));
+}
+
+int gmem_init_file(struct gmem *m, uint64_t ram_size, int fd)
+{
+	if (ram_size == 0 || ram_size > (UINT64_MAX >> 2) || ram_size % GMEM_PAGE) {
+		errno = EINVAL;
+		return -1;
+	}
+	void *p = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	madvise(p, ram_size, MADV_DONTDUMP);
+	if (gmem_init(m, ram_size, p) < 0) {
+		int e = errno;
+		munmap(p, ram_size);
+		errno = e;
+		return -1;
+	}
+	m->mapped = 1;
+	return 0;
+}
+
+static size_t dirty_words(const struct gmem *m)
+{
+	return (size_t)((m->ram_size / GMEM_PAGE + 63) / 64);
+}
+
+int gmem_track_dirty(struct gmem *m)
+{
+	if (__atomic_load_n(&m->dirty, __ATOMIC_ACQUIRE))
+		return 0;
+	uint64_t *b = calloc(dirty_words(m), sizeof(uint64_t));
+	if (!b)
+		return -1;
+	/* Set once and kept until gmem_free: device threads read it without a lock. */
+	__atomic_store_n(&m->dirty, b, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void gmem_collect_dirty(struct gmem *m, uint64_t *bitmap)
+{
+	uint64_t *d = __atomic_load_n(&m->dirty, __ATOMIC_ACQUIRE);
+	if (!d)
+		return;
+	for (size_t i = 0, n = dirty_words(m); i < n; i++)
+		bitmap[i] |= __atomic_exchange_n(&d[i], 0, __ATOMIC_ACQ_REL);
+}
+
+static void mark_dirty(const struct gmem *m, const uint8_t *hva, uint64_t len)
+{
+	uint64_t *d = __atomic_load_n(&m->dirty, __ATOMIC_ACQUIRE);
+	if (!d)
+		return;
+	uint64_t first = (uint64_t)(hva - m->base) / GMEM_PAGE;
+	uint64_t last = ((uint64_t)(hva - m->base) + len - 1) / GMEM_PAGE;
+	for (uint64_t p = first; p <= last; p++)
+		__atomic_fetch_or(&d[p / 64], 1ULL << (p % 64), __ATOMIC_RELAXED);
 }
 
 void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len)
@@ -109,6 +168,8 @@ void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len)
 		/* off < size and len <= size - off: no addition can overflow. */
 		if (off >= r->size || len > r->size - off)
 			continue;
+		/* Any caller may write through the pointer: count it as a write. */
+		mark_dirty(m, r->hva + off, len);
 		return r->hva + off;
 	}
 	return NULL;

@@ -24,7 +24,13 @@ struct gmem {
 	uint64_t ram_size; /* total bytes of RAM */
 	uint8_t *base;     /* one host mapping backing all regions */
 	int mapped;        /* base came from mmap (gmem_free unmaps) */
+	/* Dirty tracking of the VMM's own writes (devices), one bit per 4 KiB page
+	 * of base, set by every gmem_ptr() while non-NULL: KVM's dirty log sees
+	 * only the guest's writes. Snapshots and migration read and clear it. */
+	uint64_t *dirty;
 };
+
+#define GMEM_PAGE 4096u
 
 /* Splits ram_size bytes around the 32-bit MMIO hole: [0, min(ram, 3 GiB)) and
  * [4 GiB, 4 GiB + rest). Backs them with `backing` (ram_size bytes), or with a fresh
@@ -41,6 +47,16 @@ enum gmem_backing {
  * fails with ENOMEM when the host has not reserved enough huge pages. */
 int gmem_init_backed(struct gmem *m, uint64_t ram_size, enum gmem_backing b, bool mergeable);
 void gmem_free(struct gmem *m);
+/* Guest RAM from a memory file (a snapshot's): mapped MAP_PRIVATE, so pages are
+ * read lazily on first touch and the guest's writes never reach the file. The
+ * file must hold ram_size bytes. 0 or -1 (errno). */
+int gmem_init_file(struct gmem *m, uint64_t ram_size, int fd);
+/* Starts tracking the VMM's writes (a clear bitmap, kept until gmem_free).
+ * Before any device runs, or with them quiet. 0 or -1. */
+int gmem_track_dirty(struct gmem *m);
+/* Moves the VMM-written bits into bitmap (ORed in: bit i is page i of RAM as
+ * laid out in base) and clears them. */
+void gmem_collect_dirty(struct gmem *m, uint64_t *bitmap);
 
 /* Host pointer for [gpa, gpa+len) or NULL when any byte is outside RAM. len 0 is
  * treated as 1 byte (the address itself must be RAM). */

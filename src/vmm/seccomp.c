@@ -66,6 +66,7 @@ static const int allowed[] = {
 	SCMP_SYS(close), SCMP_SYS(lseek), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(statx),
 	SCMP_SYS(openat), SCMP_SYS(fdatasync), SCMP_SYS(fsync), SCMP_SYS(fcntl), SCMP_SYS(dup),
 	SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(ftruncate), SCMP_SYS(fallocate),
+	SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2), /* snapshot files, written whole */
 	/* event loops, timers, time */
 	SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait),
 	SCMP_SYS(eventfd2), SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime),
@@ -88,6 +89,9 @@ static const unsigned long ioctls[] = {
 	KVM_GET_MSRS, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_SET_GUEST_DEBUG,
 	KVM_TRANSLATE, KVM_GET_MP_STATE, KVM_GET_CLOCK, KVM_GET_DIRTY_LOG, KVM_KVMCLOCK_CTRL,
 	KVM_GET_STATS_FD,
+	/* snapshots and migration of a running VM: read its state, track its writes */
+	KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_GET_XCRS, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CPUID2,
+	KVM_GET_TSC_KHZ, KVM_GET_MSR_INDEX_LIST, KVM_CHECK_EXTENSION, KVM_SET_USER_MEMORY_REGION,
 	TUNSETOFFLOAD, TUNSETVNETHDRSZ,
 	BLKGETSIZE64, /* PATCH /drives to a block device */
 	TCGETS, TCSETS, TCSETSW, TCSETSF, FIONBIO,

@@ -93,6 +93,7 @@ static int register_memslots(struct vm *vm, struct kite_err *err)
 			.guest_phys_addr = r->gpa,
 			.memory_size = r->size,
 			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+			.flags = vm->cfg->track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
 			return err_set(err, KITE_EXIT_KVM, "KVM_SET_USER_MEMORY_REGION (%llu MiB at 0x%llx): %s",
@@ -137,7 +138,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
 		log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
 	uint64_t bytes = cfg->mem_mib << 20;
-	if (gmem_init_backed(&vm->mem, bytes, cfg->huge_pages, cfg->ksm) < 0) {
+	if (cfg->restore) {
+		if (gmem_init_file(&vm->mem, bytes, cfg->restore_mem_fd) < 0)
+			return err_set(err, KITE_EXIT_IMAGE, "cannot map the snapshot's memory file: %s",
+				       strerror(errno));
+	} else if (gmem_init_backed(&vm->mem, bytes, cfg->huge_pages, cfg->ksm) < 0) {
 		int e = errno;
 		if (cfg->huge_pages == GMEM_HUGETLB)
 			return err_set(err, KITE_EXIT_ERROR,
@@ -152,6 +157,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 	 * (bench/README.md, vmcost). The wait moves to teardown, after the guest. */
 	if (register_memslots(vm, err) < 0)
 		return -1;
+	if (cfg->track_dirty && gmem_track_dirty(&vm->mem) < 0)
+		return err_set(err, KITE_EXIT_ERROR, "out of memory for the dirty page bitmap");
 
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return err_set(err, KITE_EXIT_KVM, "KVM_CREATE_IRQCHIP: %s", strerror(errno));

@@ -57,6 +57,7 @@ struct balloon_config {
 };
 
 struct cpu_template;
+struct snap_reader;
 
 struct vm_config {
 	const char *kernel;
@@ -92,6 +93,13 @@ struct vm_config {
 	struct cpu_template *cpu_template; /* --cpu-template / PUT /cpu-config; NULL: none */
 	const char *gdb;           /* --gdb tcp:HOST:PORT or unix:PATH: the gdb stub listens there */
 	struct timespec exec_time; /* when the process started: boot timer reference */
+	bool track_dirty;          /* machine-config track_dirty_pages: KVM's dirty log, VMM writes tracked */
+	/* Snapshot load: guest RAM from restore_mem_fd (MAP_PRIVATE), the state from
+	 * restore; no kernel is loaded. start_paused: the vCPUs wait for a resume. */
+	const struct snap_reader *restore;
+	int restore_mem_fd;
+	bool restore_clock_realtime;
+	bool start_paused;
 };
 
 struct vm;
