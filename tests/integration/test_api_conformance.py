@@ -52,6 +52,8 @@ ROUTES = [
     ("PATCH", "/vm"),
     ("GET", "/vm/config"),
     ("PUT", "/serial"),
+    ("PUT", "/snapshot/create"),
+    ("PUT", "/snapshot/load"),
 ]
 BODY_ROUTES = [(m, t) for m, t in ROUTES if C.body_def(m, t)]
 
@@ -62,10 +64,11 @@ PRE_BOOT_ONLY = {
     ("PUT", "/vsock"), ("PUT", "/entropy"), ("PUT", "/balloon"), ("PUT", "/serial"),
     # Firecracker sets up logging and metrics once, before the microVM starts.
     ("PUT", "/logger"), ("PUT", "/metrics"),
+    ("PUT", "/snapshot/load"),
 }
 # ... and post-boot only (refused before InstanceStart).
 POST_BOOT_ONLY = {("PATCH", "/drives/{drive_id}"), ("PATCH", "/network-interfaces/{iface_id}"),
-                  ("PATCH", "/vm")}
+                  ("PATCH", "/vm"), ("PUT", "/snapshot/create")}
 # Need a balloon configured first.
 NEEDS_BALLOON = {("GET", "/balloon"), ("PATCH", "/balloon"), ("GET", "/balloon/statistics"),
                  ("PATCH", "/balloon/statistics")}
@@ -144,6 +147,11 @@ def test_valid_request_before_boot(spawn, route, full):
         # Before boot there is no balloon device to report statistics.
         assert r.status == 400, r
         assert "not enabled" in r.fault
+    elif route == ("PUT", "/snapshot/load"):
+        # A generated body names no snapshot that exists (or both memory sources):
+        # refused with the reason; loading for real is tests/integration/test_snapshot.py.
+        assert r.status == 400, r
+        assert "Cannot load the snapshot" in r.fault
     elif method == "GET":
         check_response(method, template, r)
     else:
@@ -361,7 +369,7 @@ def test_broken_bodies_change_nothing(idle_kite):
 @pytest.mark.parametrize("method, path", [
     ("GET", "/nope"), ("GET", "/drives"), ("PUT", "/drives/a/b"), ("PUT", "/drives/"),
     ("GET", "/vm/config/x"), ("PUT", "/actions/x"), ("GET", "//"), ("PUT", "/Boot-source"),
-    ("GET", "/version/"), ("PUT", "/mmds"), ("PUT", "/snapshot/create"), ("GET", "/hotplug/memory"),
+    ("GET", "/version/"), ("PUT", "/mmds"), ("PUT", "/snapshot/x"), ("GET", "/hotplug/memory"),
 ])
 def test_unknown_path(idle_kite, method, path):
     r = idle_kite.req(method, path, {} if method == "PUT" else None)
@@ -742,6 +750,10 @@ def test_request_after_boot(running_kite, route):
         # A balloon cannot be configured now, and kite could not start with one.
         assert r.status == 400, r
         assert "alloon" in r.fault
+    elif route == ("PUT", "/snapshot/create"):
+        # Allowed after boot, but only while paused.
+        assert r.status == 400, r
+        assert "pause it first" in r.fault
     elif route in {("PATCH", "/drives/{drive_id}"), ("PATCH", "/network-interfaces/{iface_id}")}:
         # Allowed now, but there is no such device.
         assert r.status == 400, r
