@@ -13,6 +13,9 @@ const struct schema *schema_find(const char *definition)
 	for (const struct schema_entry *e = schema_table; e->name; e++)
 		if (strcmp(e->name, definition) == 0)
 			return e->schema;
+	for (const struct schema_entry *e = schema_kite_table; e->name; e++)
+		if (strcmp(e->name, definition) == 0)
+			return e->schema;
 	return NULL;
 }
 

@@ -39,6 +39,8 @@ struct schema_entry {
 };
 
 extern const struct schema_entry schema_table[];
+/* kite's own routes (schema_kite.c), searched after the contract's. */
+extern const struct schema_entry schema_kite_table[];
 
 const struct schema *schema_find(const char *definition);
 /* 0 when v matches; -1 with a message like "machine-config: field 'vcpu_count':

@@ -18,7 +18,7 @@
 
 /* ---- guest memory ---- */
 
-static bool page_is_zero(const uint8_t *p)
+bool snapshot_page_is_zero(const uint8_t *p)
 {
 	const uint64_t *w = (const uint64_t *)p;
 	for (unsigned i = 0; i < GMEM_PAGE / 8; i++)
@@ -44,7 +44,7 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 
 /* KVM's dirty log of every memslot (read and cleared) into bitmap, bit i being
  * page i of RAM in the host mapping's order. */
-static int kvm_dirty_log(struct vm *vm, uint64_t *bitmap, struct kite_err *err)
+int snapshot_dirty_log(struct vm *vm, uint64_t *bitmap, struct kite_err *err)
 {
 	for (int s = 0; s < vm->mem.nr_regions; s++) {
 		const struct gmem_region *r = &vm->mem.region[s];
@@ -80,7 +80,7 @@ static int write_memory(struct vm *vm, const char *path, bool diff, struct kite_
 		dirty = calloc(words ? words : 1, sizeof(uint64_t));
 		if (!dirty)
 			return err_set(err, KITE_EXIT_ERROR, "out of memory");
-		if (kvm_dirty_log(vm, dirty, err) < 0) {
+		if (snapshot_dirty_log(vm, dirty, err) < 0) {
 			free(dirty);
 			return -1;
 		}
@@ -99,14 +99,14 @@ static int write_memory(struct vm *vm, const char *path, bool diff, struct kite_
 	int rc = ftruncate(fd, (off_t)m->ram_size);
 	uint64_t written = 0;
 	for (uint64_t p = 0; p < pages && rc == 0;) {
-		bool want = diff ? (dirty[p / 64] >> (p % 64) & 1) : !page_is_zero(m->base + p * GMEM_PAGE);
+		bool want = diff ? (dirty[p / 64] >> (p % 64) & 1) : !snapshot_page_is_zero(m->base + p * GMEM_PAGE);
 		if (!want) {
 			p++;
 			continue;
 		}
 		uint64_t q = p + 1; /* one write per run of pages */
 		while (q < pages && q - p < 256 &&
-		       (diff ? (dirty[q / 64] >> (q % 64) & 1) : !page_is_zero(m->base + q * GMEM_PAGE)))
+		       (diff ? (dirty[q / 64] >> (q % 64) & 1) : !snapshot_page_is_zero(m->base + q * GMEM_PAGE)))
 			q++;
 		rc = write_all(fd, m->base + p * GMEM_PAGE, (size_t)((q - p) * GMEM_PAGE), p * GMEM_PAGE);
 		written += q - p;

@@ -138,7 +138,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
 		log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
 	uint64_t bytes = cfg->mem_mib << 20;
-	if (cfg->restore) {
+	if (cfg->restore && cfg->restore_mem_base) {
+		if (gmem_init(&vm->mem, bytes, cfg->restore_mem_base) < 0)
+			return err_set(err, KITE_EXIT_ERROR, "guest memory: %s", strerror(errno));
+		vm->mem.mapped = 1; /* an mmap of bytes: unmapped with the VM */
+	} else if (cfg->restore) {
 		if (gmem_init_file(&vm->mem, bytes, cfg->restore_mem_fd) < 0)
 			return err_set(err, KITE_EXIT_IMAGE, "cannot map the snapshot's memory file: %s",
 				       strerror(errno));

@@ -98,6 +98,7 @@ struct vm_config {
 	 * restore; no kernel is loaded. start_paused: the vCPUs wait for a resume. */
 	const struct snap_reader *restore;
 	int restore_mem_fd;
+	void *restore_mem_base;    /* or RAM already filled (migration): the VM takes it over */
 	bool restore_clock_realtime;
 	bool start_paused;
 };
