@@ -10,6 +10,7 @@
 
 #include "arch/x86/layout.h"
 #include "devices/device.h"
+#include "snapshot/snapfile.h"
 
 /* Controller commands (port 0x64). */
 #define CMD_READ_CTR 0x20
@@ -384,6 +385,83 @@ out:
 	return rc;
 }
 
+/* ---- snapshots ----
+ * Section "KBDC": ctr outport last_was_cmd ctl_pending kbd_pending kbd_set
+ * kbd_scanning kbd_leds kbd_typematic kbd_last last_read (u8 each), u8 q_len,
+ * q_len bytes (next read first). The IRQ line is recomputed. */
+
+void i8042_save(struct i8042 *k, struct snap_writer *w)
+{
+	pthread_mutex_lock(&k->lock);
+	const uint8_t f[] = {k->ctr, k->outport, k->last_was_cmd, k->ctl_pending, k->kbd_pending,
+			     k->kbd_set, k->kbd_scanning, k->kbd_leds, k->kbd_typematic, k->kbd_last,
+			     k->last_read, (uint8_t)k->q_len};
+	snapw_bytes(w, f, sizeof(f));
+	for (unsigned i = 0; i < k->q_len; i++)
+		snapw_u8(w, k->q[(k->q_head + i) % I8042_QUEUE_SIZE]);
+	pthread_mutex_unlock(&k->lock);
+}
+
+static bool bool_ok(uint8_t v) { return v <= 1; }
+
+int i8042_restore(struct i8042 *k, struct snap_cursor *c, struct kite_err *err)
+{
+	uint8_t f[12];
+	snapc_bytes(c, f, sizeof(f));
+	if (c->bad)
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: state section is short");
+	uint8_t ctr = f[0], outport = f[1], last_was_cmd = f[2], ctl_pending = f[3];
+	uint8_t kbd_pending = f[4], kbd_set = f[5], scanning = f[6], leds = f[7];
+	uint8_t typematic = f[8], kbd_last = f[9], last_read = f[10], q_len = f[11];
+	if (q_len > I8042_QUEUE_SIZE)
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: %u bytes in the output buffer (at most %u)",
+			       q_len, I8042_QUEUE_SIZE);
+	uint8_t q[I8042_QUEUE_SIZE];
+	snapc_bytes(c, q, q_len);
+	if (!snapc_done(c))
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: state section is %s",
+			       c->bad ? "short" : "longer than its fields");
+	if (ctr & 0x80)
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: command byte 0x%02x has reserved bit 7 set", ctr);
+	if (ctl_pending != 0 && ctl_pending != CMD_WRITE_CTR && ctl_pending != CMD_WRITE_OUTPORT &&
+	    ctl_pending != CMD_WRITE_KBD_OBUF && ctl_pending != CMD_WRITE_AUX_OBUF &&
+	    ctl_pending != CMD_WRITE_AUX)
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: pending controller command 0x%02x takes no argument",
+			       ctl_pending);
+	if (kbd_pending != 0 && kbd_pending != KBD_SET_LEDS && kbd_pending != KBD_TYPEMATIC &&
+	    kbd_pending != KBD_SCANCODE_SET)
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: pending keyboard command 0x%02x takes no argument",
+			       kbd_pending);
+	if (kbd_set != 1 && kbd_set != 2)
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: keyboard scan code set %u (1 or 2)", kbd_set);
+	if (leds & ~0x07u)
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: keyboard LEDs 0x%02x has unknown bits", leds);
+	if (typematic & 0x80u)
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: typematic rate 0x%02x has bit 7 set", typematic);
+	if (!bool_ok(last_was_cmd) || !bool_ok(scanning))
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: a flag is not 0 or 1 (%u, %u)", last_was_cmd,
+			       scanning);
+
+	pthread_mutex_lock(&k->lock);
+	k->ctr = ctr;
+	k->outport = outport;
+	k->last_was_cmd = last_was_cmd;
+	k->ctl_pending = ctl_pending;
+	k->kbd_pending = kbd_pending;
+	k->kbd_set = kbd_set;
+	k->kbd_scanning = scanning;
+	k->kbd_leds = leds;
+	k->kbd_typematic = typematic;
+	k->kbd_last = kbd_last;
+	k->last_read = last_read;
+	memcpy(k->q, q, q_len);
+	k->q_head = 0;
+	k->q_len = q_len;
+	update_irq(k);
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
 /* ---- the VM's i8042 at ports 0x60 and 0x64 ---- */
 
 static struct i8042 kbc;
@@ -469,4 +547,24 @@ int i8042_send_ctrl_alt_del(struct vm *vm)
 	return rc;
 }
 
-KITE_DEVICE(i8042, {.name = "i8042", .create = kbc_create, .destroy = kbc_destroy});
+static int kbc_save(struct vm *vm, struct snap_writer *w, struct kite_err *err)
+{
+	(void)vm;
+	(void)err;
+	snapw_begin(w, "KBDC", 0);
+	i8042_save(&kbc, w);
+	snapw_end(w);
+	return 0;
+}
+
+static int kbc_restore(struct vm *vm, const struct snap_reader *r, struct kite_err *err)
+{
+	(void)vm;
+	struct snap_cursor c;
+	if (!snapr_find(r, "KBDC", 0, &c))
+		return err_set(err, KITE_EXIT_IMAGE, "i8042: the snapshot has no keyboard controller state (section KBDC)");
+	return i8042_restore(&kbc, &c, err);
+}
+
+KITE_DEVICE(i8042, {.name = "i8042", .create = kbc_create, .destroy = kbc_destroy,
+		    .save = kbc_save, .restore = kbc_restore});

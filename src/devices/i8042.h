@@ -73,6 +73,16 @@ void i8042_write_command(struct i8042 *k, uint8_t v);
  * lacks room. */
 int i8042_push_ctrl_alt_del(struct i8042 *k);
 
+struct snap_writer;
+struct snap_cursor;
+struct kite_err;
+/* Snapshots: controller and keyboard state and the output buffer, into the open
+ * section of w / from a section's cursor. restore checks every value and the
+ * section's length before it changes anything, then raises IRQ 1 when a byte
+ * waits. 0, or -1 with err (KITE_EXIT_IMAGE). */
+void i8042_save(struct i8042 *k, struct snap_writer *w);
+int i8042_restore(struct i8042 *k, struct snap_cursor *c, struct kite_err *err);
+
 /* The VM's keyboard (the device kite registers at 0x60/0x64): as above, from any
  * thread. errno ENODEV when the VM has no i8042 (not created, or torn down). */
 int i8042_send_ctrl_alt_del(struct vm *vm);

@@ -4,6 +4,7 @@
 
 #include "arch/x86/layout.h"
 #include "devices/device.h"
+#include "snapshot/snapfile.h"
 
 #define PCI_VENDOR_REDHAT 0x1b36
 #define PCI_DEVICE_HOST 0x0008
@@ -146,6 +147,57 @@ void pci_io_write(struct pci_bus *b, unsigned offset, const uint8_t *data, unsig
 	pthread_mutex_unlock(&b->lock);
 }
 
+/* ---- snapshots ---- */
+
+int pci_cfg_check(const struct pci_dev *d, const uint8_t cfg[PCI_CFG_SIZE], unsigned *bad_off)
+{
+	for (unsigned i = 0; i < PCI_CFG_SIZE; i++)
+		if ((cfg[i] ^ d->cfg[i]) & (uint8_t)~d->wmask[i]) {
+			*bad_off = i;
+			return -1;
+		}
+	return 0;
+}
+
+void pci_cfg_load(struct pci_dev *d, const uint8_t cfg[PCI_CFG_SIZE])
+{
+	for (unsigned i = 0; i < PCI_CFG_SIZE; i++)
+		d->cfg[i] = (uint8_t)((d->cfg[i] & ~d->wmask[i]) | (cfg[i] & d->wmask[i]));
+}
+
+/* Section "PCIB": u32 address latch, the host bridge's 256 configuration bytes. */
+void pci_bus_save(struct pci_bus *b, struct snap_writer *w)
+{
+	pthread_mutex_lock(&b->lock);
+	snapw_u32(w, b->addr);
+	snapw_bytes(w, b->host_bridge.cfg, PCI_CFG_SIZE);
+	pthread_mutex_unlock(&b->lock);
+}
+
+int pci_bus_restore(struct pci_bus *b, struct snap_cursor *c, struct kite_err *err)
+{
+	uint32_t addr = snapc_u32(c);
+	uint8_t cfg[PCI_CFG_SIZE];
+	snapc_bytes(c, cfg, sizeof(cfg));
+	if (!snapc_done(c))
+		return err_set(err, KITE_EXIT_IMAGE, "pci: bus state section is %s",
+			       c->bad ? "short" : "longer than its fields");
+	pthread_mutex_lock(&b->lock);
+	unsigned off;
+	int r = pci_cfg_check(&b->host_bridge, cfg, &off);
+	if (r < 0) {
+		err_set(err, KITE_EXIT_IMAGE,
+			"pci: host bridge configuration byte 0x%02x is 0x%02x in the snapshot, read-only 0x%02x here",
+			off, cfg[off], b->host_bridge.cfg[off]);
+	} else {
+		/* Any latch value is one the guest could have written. */
+		b->addr = addr;
+		pci_cfg_load(&b->host_bridge, cfg);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
 /* ---- bus 0 as a kite device ---- */
 
 static struct pci_bus pci0;
@@ -204,4 +256,23 @@ static int pci_create(struct vm *vm, struct kite_err *err)
 	return 0;
 }
 
-KITE_DEVICE(pci, {.name = "pci", .create = pci_create});
+static int pci_save(struct vm *vm, struct snap_writer *w, struct kite_err *err)
+{
+	(void)vm;
+	(void)err;
+	snapw_begin(w, "PCIB", 0);
+	pci_bus_save(&pci0, w);
+	snapw_end(w);
+	return 0;
+}
+
+static int pci_restore(struct vm *vm, const struct snap_reader *r, struct kite_err *err)
+{
+	(void)vm;
+	struct snap_cursor c;
+	if (!snapr_find(r, "PCIB", 0, &c))
+		return err_set(err, KITE_EXIT_IMAGE, "pci: the snapshot has no PCI bus state (section PCIB)");
+	return pci_bus_restore(&pci0, &c, err);
+}
+
+KITE_DEVICE(pci, {.name = "pci", .create = pci_create, .save = pci_save, .restore = pci_restore});

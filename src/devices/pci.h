@@ -56,4 +56,21 @@ struct pci_dev *pci_bar_find(struct pci_bus *b, uint64_t addr, unsigned *bar, ui
 void pci_io_read(struct pci_bus *b, unsigned offset, uint8_t *data, unsigned size);
 void pci_io_write(struct pci_bus *b, unsigned offset, const uint8_t *data, unsigned size);
 
+/* Snapshots of configuration space: a saved image fits a device when every
+ * bit the guest cannot write equals this device's (same identity, capabilities,
+ * BAR sizes). pci_cfg_check: 0, or -1 with the first offset that differs.
+ * pci_cfg_load takes the writable bits of a checked image (bus lock held). */
+int pci_cfg_check(const struct pci_dev *d, const uint8_t cfg[PCI_CFG_SIZE], unsigned *bad_off);
+void pci_cfg_load(struct pci_dev *d, const uint8_t cfg[PCI_CFG_SIZE]);
+
+struct snap_writer;
+struct snap_cursor;
+struct kite_err;
+/* The bus's own state: the 0xCF8 address latch and the host bridge's
+ * configuration space, into the open section of w / from a section's cursor
+ * (checked whole before anything changes; KITE_EXIT_IMAGE). Devices on the bus
+ * save their own configuration space. */
+void pci_bus_save(struct pci_bus *b, struct snap_writer *w);
+int pci_bus_restore(struct pci_bus *b, struct snap_cursor *c, struct kite_err *err);
+
 #endif

@@ -14,6 +14,7 @@
 
 #include "arch/x86/layout.h"
 #include "devices/device.h"
+#include "snapshot/snapfile.h"
 
 #define UART_RBR_THR 0
 #define UART_IER 1
@@ -202,6 +203,70 @@ unsigned serial_push_input(struct serial *s, const uint8_t *buf, unsigned len)
 	return n;
 }
 
+/* ---- snapshots ----
+ * Section "UART": ier lcr mcr scr dll dlm fcr thre_pending (u8 each),
+ * u16 rx_len, rx_len bytes (oldest first). MSR and LSR follow from the rest;
+ * the interrupt line is recomputed. */
+
+void serial_save(struct serial *s, struct snap_writer *w)
+{
+	pthread_mutex_lock(&s->lock);
+	snapw_u8(w, s->ier);
+	snapw_u8(w, s->lcr);
+	snapw_u8(w, s->mcr);
+	snapw_u8(w, s->scr);
+	snapw_u8(w, s->dll);
+	snapw_u8(w, s->dlm);
+	snapw_u8(w, s->fcr);
+	snapw_u8(w, s->thre_pending);
+	snapw_u16(w, (uint16_t)s->rx_len);
+	for (unsigned i = 0; i < s->rx_len; i++)
+		snapw_u8(w, s->rx[(s->rx_head + i) % SERIAL_RX_SIZE]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int serial_restore(struct serial *s, struct snap_cursor *c, struct kite_err *err)
+{
+	uint8_t ier = snapc_u8(c), lcr = snapc_u8(c), mcr = snapc_u8(c), scr = snapc_u8(c);
+	uint8_t dll = snapc_u8(c), dlm = snapc_u8(c), fcr = snapc_u8(c), thre = snapc_u8(c);
+	uint16_t rx_len = snapc_u16(c);
+	if (c->bad)
+		return err_set(err, KITE_EXIT_IMAGE, "serial: state section is short");
+	if (rx_len > SERIAL_RX_SIZE)
+		return err_set(err, KITE_EXIT_IMAGE, "serial: %u bytes in the receive FIFO (at most %u)",
+			       rx_len, SERIAL_RX_SIZE);
+	uint8_t rx[SERIAL_RX_SIZE];
+	snapc_bytes(c, rx, rx_len);
+	if (!snapc_done(c))
+		return err_set(err, KITE_EXIT_IMAGE, "serial: state section is %s",
+			       c->bad ? "short" : "longer than its fields");
+	/* What the registers can hold after guest writes. */
+	if (ier & ~0x0fu)
+		return err_set(err, KITE_EXIT_IMAGE, "serial: IER 0x%02x has reserved bits set", ier);
+	if (mcr & ~0x1fu)
+		return err_set(err, KITE_EXIT_IMAGE, "serial: MCR 0x%02x has reserved bits set", mcr);
+	if (fcr & ~0xc9u)
+		return err_set(err, KITE_EXIT_IMAGE, "serial: FCR 0x%02x has bits that never stick", fcr);
+	if (thre > 1)
+		return err_set(err, KITE_EXIT_IMAGE, "serial: THRE pending flag %u is not 0 or 1", thre);
+
+	pthread_mutex_lock(&s->lock);
+	s->ier = ier;
+	s->lcr = lcr;
+	s->mcr = mcr;
+	s->scr = scr;
+	s->dll = dll;
+	s->dlm = dlm;
+	s->fcr = fcr;
+	s->thre_pending = thre;
+	memcpy(s->rx, rx, rx_len);
+	s->rx_head = 0;
+	s->rx_len = rx_len;
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
 /* ---- COM1 as a kite device ---- */
 
 static struct serial com1;
@@ -329,4 +394,24 @@ static void com1_destroy(struct vm *vm)
 		close(com1.out_fd);
 }
 
-KITE_DEVICE(serial, {.name = "serial", .create = com1_create, .destroy = com1_destroy});
+static int com1_save(struct vm *vm, struct snap_writer *w, struct kite_err *err)
+{
+	(void)vm;
+	(void)err;
+	snapw_begin(w, "UART", 0);
+	serial_save(&com1, w);
+	snapw_end(w);
+	return 0;
+}
+
+static int com1_restore(struct vm *vm, const struct snap_reader *r, struct kite_err *err)
+{
+	(void)vm;
+	struct snap_cursor c;
+	if (!snapr_find(r, "UART", 0, &c))
+		return err_set(err, KITE_EXIT_IMAGE, "serial: the snapshot has no COM1 state (section UART)");
+	return serial_restore(&com1, &c, err);
+}
+
+KITE_DEVICE(serial, {.name = "serial", .create = com1_create, .destroy = com1_destroy,
+		     .save = com1_save, .restore = com1_restore});

@@ -28,4 +28,14 @@ void serial_write(struct serial *s, unsigned offset, uint8_t value);
 /* Queues input bytes; returns how many fit. */
 unsigned serial_push_input(struct serial *s, const uint8_t *buf, unsigned len);
 
+struct snap_writer;
+struct snap_cursor;
+struct kite_err;
+/* Snapshots: the guest-visible registers and the receive FIFO, into the open
+ * section of w / from a section's cursor. restore checks every value and the
+ * section's length before it changes anything, then brings the interrupt line
+ * in line with the restored registers. 0, or -1 with err (KITE_EXIT_IMAGE). */
+void serial_save(struct serial *s, struct snap_writer *w);
+int serial_restore(struct serial *s, struct snap_cursor *c, struct kite_err *err);
+
 #endif

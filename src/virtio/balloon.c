@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "devices/device.h"
+#include "snapshot/snapfile.h"
 #include "virtio/virtio.h"
 #include "vmm/vm.h"
 
@@ -379,6 +380,73 @@ static void balloon_destroy(struct virtio_dev *d)
 	d->priv = NULL;
 }
 
+/* ---- snapshots ----
+ * Inflate and deflate chains are answered as they are read, so only the stats
+ * buffer can be in flight: the device holds it between polls, and keeps holding
+ * it across a snapshot (its head is saved, the stats queue's position counts
+ * it in flight). The device's own bytes:
+ *   u32 num_pages (target), u32 actual, u32 stats_interval_s,
+ *   u8 stats_held, u16 stats_head, u32 stats present mask, u64 value[10]. */
+static int balloon_save(struct virtio_dev *d, struct snap_writer *w, struct kite_err *err)
+{
+	struct balloon *b = d->priv;
+	if (virtio_dev_check_idle(d, 1u << BALLOON_Q_STATS, KITE_EXIT_ERROR, err) < 0)
+		return -1;
+	snapw_u32(w, b->num_pages);
+	snapw_u32(w, b->actual);
+	snapw_u32(w, b->stats_interval_s);
+	snapw_u8(w, b->stats_held);
+	snapw_u16(w, b->stats_head);
+	snapw_u32(w, b->stats.present);
+	for (unsigned t = 0; t < BALLOON_S_NR; t++)
+		snapw_u64(w, b->stats.value[t]);
+	return 0;
+}
+
+static int balloon_restore(struct virtio_dev *d, struct snap_cursor *c, struct kite_err *err)
+{
+	struct balloon *b = d->priv;
+	uint32_t num_pages = snapc_u32(c), actual = snapc_u32(c), interval = snapc_u32(c);
+	uint8_t held = snapc_u8(c);
+	uint16_t head = snapc_u16(c);
+	uint32_t present = snapc_u32(c);
+	uint64_t value[BALLOON_S_NR];
+	for (unsigned t = 0; t < BALLOON_S_NR; t++)
+		value[t] = snapc_u64(c);
+	if (c->bad)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: balloon state is short", d->name);
+	if (num_pages % BALLOON_PAGES_PER_MIB || num_pages / BALLOON_PAGES_PER_MIB > BALLOON_MAX_MIB)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: target of %u pages is not a whole number of MiB", d->name,
+			       num_pages);
+	if ((interval > 0) != b->stats_enabled)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: statistics every %u s in the snapshot, but they are %s here",
+			       d->name, interval, b->stats_enabled ? "on" : "off");
+	if (held > 1)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: stats buffer flag %u is not 0 or 1", d->name, held);
+	if (present >> BALLOON_S_NR)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: statistics mask %#x has unknown tags", d->name, present);
+	if (virtio_dev_check_idle(d, 1u << BALLOON_Q_STATS, KITE_EXIT_IMAGE, err) < 0)
+		return -1;
+	/* The stats queue holds exactly the buffer the device keeps, if any. */
+	struct vq *sq = b->stats_enabled ? virtio_dev_queue(d, BALLOON_Q_STATS) : NULL;
+	unsigned inflight = sq ? sq->inflight : 0;
+	bool quiet = d->status & VIRTIO_STATUS_NEEDS_RESET;
+	if (!quiet && inflight != held)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: stats queue has %u buffers in flight, the device holds %u",
+			       d->name, inflight, held);
+	if (held && (!sq || head >= sq->cfg.size))
+		return err_set(err, KITE_EXIT_IMAGE, "%s: held stats buffer %u is not in a running stats queue",
+			       d->name, head);
+	b->num_pages = num_pages;
+	b->actual = actual;
+	b->stats_interval_s = interval;
+	b->stats_held = held;
+	b->stats_head = head;
+	b->stats.present = present;
+	memcpy(b->stats.value, value, sizeof(value));
+	return 0;
+}
+
 #define BALLOON_OPS(nq)                                                                   \
 	{                                                                                 \
 		.device_id = VIRTIO_ID_BALLOON, .num_queues = (nq),                       \
@@ -386,6 +454,7 @@ static void balloon_destroy(struct virtio_dev *d)
 		.config_read = balloon_config_read, .config_write = balloon_config_write, \
 		.activate = balloon_activate, .notify = balloon_notify,                   \
 		.reset = balloon_reset, .destroy = balloon_destroy,                       \
+		.save = balloon_save, .restore = balloon_restore,                         \
 	}
 
 /* The stats queue is there only when statistics are offered (5.5.2). */

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "devices/device.h"
+#include "snapshot/snapfile.h"
 #include "stats/stats.h"
 #include "vmm/vm.h"
 
@@ -549,6 +550,51 @@ static void blk_destroy(struct virtio_dev *d)
 	d->priv = NULL;
 }
 
+/* ---- snapshots ----
+ * Nothing is in flight in a snapshot: quiesce waits for every io_uring request
+ * and answers it (status byte, used entry, interrupt), as a PATCH of the
+ * backing file does, and gives a request held by the rate limiter back to the
+ * queue (the limiter's budget is not saved). The device's own bytes: u64
+ * capacity in sectors, which the guest has read and the restored image must
+ * match. */
+static void settle(struct blk *b);
+
+static void blk_quiesce(struct virtio_dev *d)
+{
+	struct blk *b = d->priv;
+	settle(b);
+	struct vq *vq = virtio_dev_queue(d, 0);
+	/* The held chain is the last one popped: everything popped before it
+	 * was started, and settle answered it. */
+	if (b->held && vq && vq_unpop(vq, 1) == 0)
+		b->held = false;
+}
+
+static int blk_save(struct virtio_dev *d, struct snap_writer *w, struct kite_err *err)
+{
+	struct blk *b = d->priv;
+	if (b->inflight || b->held)
+		return err_set(err, KITE_EXIT_ERROR, "%s: %u disk requests still in flight%s", d->name,
+			       b->inflight, b->held ? " and one held by the rate limiter" : "");
+	if (virtio_dev_check_idle(d, 0, KITE_EXIT_ERROR, err) < 0)
+		return -1;
+	snapw_u64(w, b->lim.capacity);
+	return 0;
+}
+
+static int blk_restore(struct virtio_dev *d, struct snap_cursor *c, struct kite_err *err)
+{
+	struct blk *b = d->priv;
+	uint64_t capacity = snapc_u64(c);
+	if (c->bad)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: disk state is short", d->name);
+	if (capacity != b->lim.capacity)
+		return err_set(err, KITE_EXIT_IMAGE,
+			       "%s: the guest saw disk '%s' with %llu sectors, '%s' has %llu", d->name, b->id,
+			       (unsigned long long)capacity, b->path, (unsigned long long)b->lim.capacity);
+	return virtio_dev_check_idle(d, 0, KITE_EXIT_IMAGE, err);
+}
+
 const struct virtio_dev_ops blk_ops = {
 	.device_id = VIRTIO_ID_BLOCK,
 	.num_queues = 1,
@@ -559,6 +605,9 @@ const struct virtio_dev_ops blk_ops = {
 	.notify = blk_notify,
 	.reset = blk_reset,
 	.destroy = blk_destroy,
+	.save = blk_save,
+	.restore = blk_restore,
+	.quiesce = blk_quiesce,
 };
 
 /* One device per --disk, in order: the first is the first virtio-pci

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "devices/device.h"
+#include "snapshot/snapfile.h"
 #include "virtio/net.h"
 
 #include "stats/stats.h"
@@ -560,6 +561,60 @@ static void net_destroy(struct virtio_dev *d)
 	d->priv = NULL;
 }
 
+/* ---- snapshots ----
+ * Nothing is in flight in a snapshot. Quiesce drops a received frame that is
+ * half delivered or waiting for budget (a lost frame, as on a wire; the data
+ * already copied sits in buffers the driver never gets) and gives the rx
+ * chains held for it back to the queue, and a tx chain waiting for the TAP or
+ * the limiter too: it is popped and sent again afterwards. The device's own
+ * bytes: the MAC the guest read. The offloads the driver accepted go back onto
+ * the TAP when the restored device activates (TUNSETOFFLOAD from the guest
+ * features, as at DRIVER_OK). */
+static void net_quiesce(struct virtio_dev *d)
+{
+	struct net_dev *n = d->priv;
+	struct vq *rx = virtio_dev_queue(d, NET_RXQ), *tx = virtio_dev_queue(d, NET_TXQ);
+	if (n->broken)
+		return; /* NEEDS_RESET: the reset forgets it all */
+	/* rx_first, and with it the chains of a frame spread over several. */
+	uint32_t held = n->rx_nused ? n->rx_nused : n->rx_have_first;
+	if (rx && held && rx->inflight == held && vq_unpop(rx, (uint16_t)held) == 0) {
+		if (n->rx_len)
+			n->rx_dropped++;
+		n->rx_len = n->rx_off = n->rx_nused = 0;
+		n->rx_have_first = false;
+		n->rx_charged = false;
+	}
+	if (tx && n->tx_pending && tx->inflight == 1 && vq_unpop(tx, 1) == 0) {
+		n->tx_pending = false;
+		n->tx_charged = false;
+	}
+}
+
+static int net_save(struct virtio_dev *d, struct snap_writer *w, struct kite_err *err)
+{
+	if (virtio_dev_check_idle(d, 0, KITE_EXIT_ERROR, err) < 0)
+		return -1;
+	struct net_dev *n = d->priv;
+	snapw_bytes(w, n->mac, 6);
+	return 0;
+}
+
+static int net_restore(struct virtio_dev *d, struct snap_cursor *c, struct kite_err *err)
+{
+	struct net_dev *n = d->priv;
+	uint8_t mac[6];
+	snapc_bytes(c, mac, sizeof(mac));
+	if (c->bad)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: network state is short", d->name);
+	if (memcmp(mac, n->mac, 6) != 0)
+		return err_set(err, KITE_EXIT_IMAGE,
+			       "%s: the guest saw MAC %02x:%02x:%02x:%02x:%02x:%02x, interface '%s' has %02x:%02x:%02x:%02x:%02x:%02x",
+			       d->name, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], n->id, n->mac[0], n->mac[1],
+			       n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+	return virtio_dev_check_idle(d, 0, KITE_EXIT_IMAGE, err);
+}
+
 const struct virtio_dev_ops net_ops = {
 	.device_id = VIRTIO_ID_NET,
 	.num_queues = 2,
@@ -570,6 +625,9 @@ const struct virtio_dev_ops net_ops = {
 	.notify = net_notify,
 	.reset = net_reset,
 	.destroy = net_destroy,
+	.save = net_save,
+	.restore = net_restore,
+	.quiesce = net_quiesce,
 };
 
 static int net_create(struct vm *vm, struct kite_err *err)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "devices/pci.h"
+#include "snapshot/snapfile.h"
 #include "vmm/vm.h"
 
 #define PCI_VENDOR_VIRTIO 0x1af4
@@ -202,6 +203,28 @@ struct vq *virtio_dev_queue(struct virtio_dev *d, unsigned q)
 	if (q >= d->ops->num_queues || !d->queues[q].ready || !(d->status & VIRTIO_STATUS_DRIVER_OK))
 		return NULL;
 	return &d->queues[q].vq;
+}
+
+unsigned virtio_dev_inflight(const struct virtio_dev *d, unsigned q)
+{
+	if (q >= d->ops->num_queues || !d->queues[q].ready)
+		return 0;
+	return d->queues[q].vq.inflight;
+}
+
+int virtio_dev_check_idle(const struct virtio_dev *d, uint32_t skip, int code, struct kite_err *err)
+{
+	/* A device that needs a reset is quiet until the driver resets it, and
+	 * the reset forgets whatever it held. */
+	if (d->status & VIRTIO_STATUS_NEEDS_RESET)
+		return 0;
+	for (unsigned q = 0; q < d->ops->num_queues; q++) {
+		unsigned n = virtio_dev_inflight(d, q);
+		if (n && !(skip & (1u << q)))
+			return err_set(err, code, "%s: queue %u has %u chains in flight; the device keeps none in a snapshot",
+				       d->name, q, n);
+	}
+	return 0;
 }
 
 /* ---- the event thread ---- */
@@ -858,7 +881,7 @@ struct virtio_dev *virtio_dev_find(struct vm *vm, const char *name)
 
 /* At VM teardown (vCPUs stopped): stop each event thread, reset live devices
  * so backends let go of guest memory, free everything. */
-static void virtio_destroy_all(struct vm *vm)
+void virtio_destroy_all(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_virtio; i++) {
 		struct virtio_dev *d = vm->virtio[i];
@@ -885,7 +908,406 @@ static void virtio_destroy_all(struct vm *vm)
 	vm->nr_virtio = 0;
 }
 
+/* ---- snapshots ----
+ *
+ * Section "VIRT", instance = index in vm->virtio[], little-endian:
+ *   u8 name length, name; u16 device_id; u16 num_queues
+ *   u64 host_features, guest_features, drv_features
+ *   u32 dev_feature_select, drv_feature_select
+ *   u8 status, config_generation, isr; u16 config_vector, queue_select
+ *   256 bytes of PCI configuration space (command, BAR0, MSI-X control, ...)
+ *   u16 nr_vectors; per vector: u64 addr, u32 data, u32 ctrl; u64 PBA
+ *   per queue: u16 size, msix_vector; u8 enabled, ready; u64 desc, avail, used;
+ *              u16 last_avail, used_idx, signalled_used; u8 signalled_valid;
+ *              u16 inflight; u32 vq error (two's complement); zeroes unless ready
+ *   then the device's own bytes (ops->save / ops->restore).
+ *
+ * vCPUs are paused whenever these run, so taking the bus lock inside the device
+ * lock (the reverse of cfg_write's order) cannot deadlock. */
+
+#define SNAP_TAG "VIRT"
+
+struct snap_queue {
+	uint16_t size, msix_vector;
+	bool enabled, ready;
+	uint64_t desc, avail, used;
+	struct vq vq; /* ready: initialised and positioned, copied in on apply */
+};
+
+struct snap_dev {
+	uint64_t guest_features, drv_features;
+	uint32_t dev_feature_select, drv_feature_select;
+	uint8_t status, config_generation, isr;
+	uint16_t config_vector, queue_select;
+	uint8_t cfg[PCI_CFG_SIZE];
+	struct msix_entry msix[MAX_VECTORS];
+	uint64_t pending;
+	struct snap_queue q[VIRTIO_MAX_QUEUES];
+};
+
+static void save_device(struct vpci *t, unsigned idx, struct snap_writer *w)
+{
+	struct virtio_dev *d = t->d;
+	size_t nl = strnlen(d->name, sizeof(d->name) - 1);
+	snapw_begin(w, SNAP_TAG, idx);
+	snapw_u8(w, (uint8_t)nl);
+	snapw_bytes(w, d->name, nl);
+	snapw_u16(w, d->ops->device_id);
+	snapw_u16(w, d->ops->num_queues);
+	snapw_u64(w, d->host_features);
+	snapw_u64(w, d->guest_features);
+	snapw_u64(w, t->drv_features);
+	snapw_u32(w, t->dev_feature_select);
+	snapw_u32(w, t->drv_feature_select);
+	snapw_u8(w, d->status);
+	snapw_u8(w, d->config_generation);
+	snapw_u8(w, t->isr);
+	snapw_u16(w, t->config_vector);
+	snapw_u16(w, t->queue_select);
+	pthread_mutex_lock(&d->vm->pci->lock);
+	snapw_bytes(w, t->pci.cfg, PCI_CFG_SIZE);
+	pthread_mutex_unlock(&d->vm->pci->lock);
+	snapw_u16(w, (uint16_t)t->nr_vectors);
+	for (unsigned v = 0; v < t->nr_vectors; v++) {
+		snapw_u64(w, t->msix[v].addr);
+		snapw_u32(w, t->msix[v].data);
+		snapw_u32(w, t->msix[v].ctrl);
+	}
+	snapw_u64(w, t->pending);
+	for (unsigned q = 0; q < d->ops->num_queues; q++) {
+		const struct virtio_queue *vq = &d->queues[q];
+		struct vq_state st = {0};
+		if (vq->ready)
+			vq_get_state(&vq->vq, &st);
+		snapw_u16(w, vq->size);
+		snapw_u16(w, vq->msix_vector);
+		snapw_u8(w, vq->enabled);
+		snapw_u8(w, vq->ready);
+		snapw_u64(w, vq->desc);
+		snapw_u64(w, vq->avail);
+		snapw_u64(w, vq->used);
+		snapw_u16(w, st.last_avail);
+		snapw_u16(w, st.used_idx);
+		snapw_u16(w, st.signalled_used);
+		snapw_u8(w, st.signalled_valid);
+		snapw_u16(w, st.inflight);
+		snapw_u32(w, (uint32_t)st.err);
+	}
+}
+
+void virtio_quiesce_all(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		struct virtio_dev *d = vm->virtio[i];
+		pthread_mutex_lock(&d->lock);
+		d->quiesced = true;
+		if ((d->status & VIRTIO_STATUS_DRIVER_OK) && d->ops->quiesce)
+			d->ops->quiesce(d);
+	}
+}
+
+static void notify_live_queues(struct virtio_dev *d)
+{
+	for (unsigned q = 0; q < d->ops->num_queues; q++)
+		if (d->queues[q].ready &&
+		    (d->status & (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET)) == VIRTIO_STATUS_DRIVER_OK)
+			d->ops->notify(d, q);
+}
+
+void virtio_resume_all(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		struct virtio_dev *d = vm->virtio[i];
+		if (!d->quiesced)
+			continue;
+		d->quiesced = false;
+		notify_live_queues(d);
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
+int virtio_save_all(struct vm *vm, struct snap_writer *w, struct kite_err *err)
+{
+	/* Every refusal before the first byte: no half-written state. */
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		struct virtio_dev *d = vm->virtio[i];
+		if (!d->ops->save)
+			return err_set(err, KITE_EXIT_ERROR, "%s cannot be snapshotted yet", d->name);
+		if (!d->quiesced)
+			return err_set(err, KITE_EXIT_ERROR, "%s: not quiesced before the snapshot", d->name);
+	}
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		struct virtio_dev *d = vm->virtio[i];
+		pthread_mutex_lock(&d->lock);
+		save_device(d->transport, i, w);
+		int r = d->ops->save(d, w, err);
+		snapw_end(w);
+		pthread_mutex_unlock(&d->lock);
+		if (r < 0) {
+			if (!err->code)
+				err_set(err, KITE_EXIT_ERROR, "%s: cannot save its state", d->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static bool power_of_two(unsigned v) { return v && !(v & (v - 1)); }
+
+/* Reads and checks one device's transport state; changes nothing. */
+static int parse_device(struct vpci *t, struct snap_cursor *c, struct snap_dev *s, struct kite_err *err)
+{
+	struct virtio_dev *d = t->d;
+	const char *n = d->name;
+	char name[32] = {0};
+	uint8_t nl = snapc_u8(c);
+	if (nl >= sizeof(name))
+		return err_set(err, KITE_EXIT_IMAGE, "%s: the snapshot's device name is %u bytes long", n, nl);
+	snapc_bytes(c, name, nl);
+	uint16_t id = snapc_u16(c), nq = snapc_u16(c);
+	if (c->bad)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: virtio state section is short", n);
+	if (strcmp(name, n) != 0 || id != d->ops->device_id)
+		return err_set(err, KITE_EXIT_IMAGE,
+			       "virtio device at this index: the snapshot has %s (device id %u), this VM has %s (device id %u)",
+			       name, id, n, d->ops->device_id);
+	if (nq != d->ops->num_queues)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: %u queues in the snapshot, the device has %u", n, nq,
+			       d->ops->num_queues);
+	uint64_t host = snapc_u64(c);
+	s->guest_features = snapc_u64(c);
+	s->drv_features = snapc_u64(c);
+	s->dev_feature_select = snapc_u32(c);
+	s->drv_feature_select = snapc_u32(c);
+	s->status = snapc_u8(c);
+	s->config_generation = snapc_u8(c);
+	s->isr = snapc_u8(c);
+	s->config_vector = snapc_u16(c);
+	s->queue_select = snapc_u16(c);
+	snapc_bytes(c, s->cfg, PCI_CFG_SIZE);
+	uint16_t nv = snapc_u16(c);
+	if (c->bad)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: virtio state section is short", n);
+	if (host != d->host_features)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: the snapshot's device offered features %#llx, this one offers %#llx",
+			       n, (unsigned long long)host, (unsigned long long)d->host_features);
+	if (s->guest_features & ~host)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: guest features %#llx are not a subset of the offered %#llx", n,
+			       (unsigned long long)s->guest_features, (unsigned long long)host);
+	const uint8_t known = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK |
+			      VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED;
+	if (s->status & ~known)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: device status %#x has unknown bits", n, s->status);
+	bool features_ok = s->status & VIRTIO_STATUS_FEATURES_OK, live = s->status & VIRTIO_STATUS_DRIVER_OK;
+	if (live && !features_ok)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: device status %#x has DRIVER_OK without FEATURES_OK", n,
+			       s->status);
+	if (features_ok && (s->drv_features != s->guest_features ||
+			    !(s->guest_features & VIRTIO_BIT(VIRTIO_F_VERSION_1))))
+		return err_set(err, KITE_EXIT_IMAGE, "%s: accepted features %#llx (driver wrote %#llx) are not what FEATURES_OK accepts",
+			       n, (unsigned long long)s->guest_features, (unsigned long long)s->drv_features);
+	if (!features_ok && s->guest_features)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: features %#llx accepted without FEATURES_OK", n,
+			       (unsigned long long)s->guest_features);
+	if (s->isr & ~3u)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: ISR %#x has unknown bits", n, s->isr);
+	if (nv != t->nr_vectors)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: %u MSI-X vectors in the snapshot, the device has %u", n, nv,
+			       t->nr_vectors);
+	if (s->config_vector != VIRTIO_NO_VECTOR && s->config_vector >= nv)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: configuration MSI-X vector %u out of range", n,
+			       s->config_vector);
+	unsigned off;
+	if (pci_cfg_check(&t->pci, s->cfg, &off) < 0)
+		return err_set(err, KITE_EXIT_IMAGE,
+			       "%s: PCI configuration byte 0x%02x is 0x%02x in the snapshot, read-only 0x%02x here", n,
+			       off, s->cfg[off], t->pci.cfg[off]);
+	for (unsigned v = 0; v < nv; v++) {
+		s->msix[v].addr = snapc_u64(c);
+		s->msix[v].data = snapc_u32(c);
+		s->msix[v].ctrl = snapc_u32(c);
+		if (s->msix[v].ctrl & ~MSIX_ENTRY_MASKED)
+			return err_set(err, KITE_EXIT_IMAGE, "%s: MSI-X vector %u control %#x has unknown bits", n, v,
+				       s->msix[v].ctrl);
+	}
+	s->pending = snapc_u64(c);
+	if (s->pending >> nv)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: MSI-X pending bits %#llx beyond vector %u", n,
+			       (unsigned long long)s->pending, nv - 1);
+	for (unsigned q = 0; q < nq; q++) {
+		struct snap_queue *sq = &s->q[q];
+		sq->size = snapc_u16(c);
+		sq->msix_vector = snapc_u16(c);
+		uint8_t enabled = snapc_u8(c), ready = snapc_u8(c);
+		sq->desc = snapc_u64(c);
+		sq->avail = snapc_u64(c);
+		sq->used = snapc_u64(c);
+		struct vq_state st;
+		st.last_avail = snapc_u16(c);
+		st.used_idx = snapc_u16(c);
+		st.signalled_used = snapc_u16(c);
+		uint8_t valid = snapc_u8(c);
+		st.signalled_valid = valid;
+		st.inflight = snapc_u16(c);
+		st.err = (int)(int32_t)snapc_u32(c);
+		if (c->bad)
+			return err_set(err, KITE_EXIT_IMAGE, "%s: virtio state section is short", n);
+		if (!power_of_two(sq->size) || sq->size > d->ops->queue_max_size)
+			return err_set(err, KITE_EXIT_IMAGE, "%s: queue %u size %u is not a power of two up to %u", n, q,
+				       sq->size, d->ops->queue_max_size);
+		if (sq->msix_vector != VIRTIO_NO_VECTOR && sq->msix_vector >= nv)
+			return err_set(err, KITE_EXIT_IMAGE, "%s: queue %u MSI-X vector %u out of range", n, q,
+				       sq->msix_vector);
+		if (enabled > 1 || ready > 1 || valid > 1)
+			return err_set(err, KITE_EXIT_IMAGE, "%s: queue %u flags (%u, %u, %u) are not 0 or 1", n, q,
+				       enabled, ready, valid);
+		sq->enabled = enabled;
+		sq->ready = ready;
+		if (ready && (!live || !enabled))
+			return err_set(err, KITE_EXIT_IMAGE, "%s: queue %u is running but %s", n, q,
+				       live ? "not enabled" : "the driver is not ready");
+		/* At DRIVER_OK an enabled queue either started or broke the device. */
+		if (live && enabled && !ready && !(s->status & VIRTIO_STATUS_NEEDS_RESET))
+			return err_set(err, KITE_EXIT_IMAGE, "%s: queue %u is enabled but not running", n, q);
+		if (!ready) {
+			if (st.last_avail || st.used_idx || st.signalled_used || valid || st.inflight || st.err)
+				return err_set(err, KITE_EXIT_IMAGE, "%s: queue %u is not running but has positions", n, q);
+			continue;
+		}
+		/* The rings go through the checked translator, as at DRIVER_OK. */
+		struct vq_config vc = {
+			.size = sq->size, .desc = sq->desc, .avail = sq->avail, .used = sq->used,
+			.event_idx = s->guest_features & VIRTIO_BIT(VIRTIO_F_EVENT_IDX),
+			.indirect = s->guest_features & VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC),
+		};
+		if (vq_init(&sq->vq, &d->vm->mem, &vc) < 0)
+			return err_set(err, KITE_EXIT_IMAGE,
+				       "%s: queue %u rings (desc %#llx avail %#llx used %#llx, size %u) are misaligned or not in guest RAM",
+				       n, q, (unsigned long long)sq->desc, (unsigned long long)sq->avail,
+				       (unsigned long long)sq->used, sq->size);
+		const char *why;
+		if (vq_set_state(&sq->vq, &st, &why) < 0)
+			return err_set(err, KITE_EXIT_IMAGE,
+				       "%s: queue %u positions (available %u, used %u, in flight %u, error %d): %s", n, q,
+				       st.last_avail, st.used_idx, st.inflight, st.err, why);
+	}
+	return 0;
+}
+
+/* Takes a checked state: plain memory only, nothing the kernel or a backend sees. */
+static void apply_device(struct vpci *t, const struct snap_dev *s)
+{
+	struct virtio_dev *d = t->d;
+	d->guest_features = s->guest_features;
+	d->status = s->status;
+	d->config_generation = s->config_generation;
+	t->drv_features = s->drv_features;
+	t->dev_feature_select = s->dev_feature_select;
+	t->drv_feature_select = s->drv_feature_select;
+	t->isr = s->isr;
+	t->config_vector = s->config_vector;
+	t->queue_select = s->queue_select;
+	memcpy(t->msix, s->msix, sizeof(t->msix[0]) * t->nr_vectors);
+	t->pending = s->pending;
+	for (unsigned q = 0; q < d->ops->num_queues; q++) {
+		const struct snap_queue *sq = &s->q[q];
+		struct virtio_queue *vq = &d->queues[q];
+		vq->size = sq->size;
+		vq->msix_vector = sq->msix_vector;
+		vq->enabled = sq->enabled;
+		vq->ready = sq->ready;
+		vq->desc = sq->desc;
+		vq->avail = sq->avail;
+		vq->used = sq->used;
+		if (sq->ready)
+			vq->vq = sq->vq;
+		else
+			vq_reset(&vq->vq);
+	}
+	pthread_mutex_lock(&d->vm->pci->lock);
+	pci_cfg_load(&t->pci, s->cfg);
+	t->memory_on = t->pci.cfg[0x04] & PCI_CMD_MEMORY;
+	pthread_mutex_unlock(&d->vm->pci->lock);
+}
+
+/* What DRIVER_OK and the guest's MSI-X programming built, built again. */
+static void rebuild_device(struct vpci *t)
+{
+	struct virtio_dev *d = t->d;
+	pthread_mutex_lock(&d->lock);
+	msix_update(t);
+	if (!msix_enabled(t) && t->isr && t->intx_gsi)
+		vm_irq_set(d->vm, t->intx_gsi, 1);
+	if (d->status & VIRTIO_STATUS_DRIVER_OK) {
+		if (d->ops->activate(d) < 0) {
+			virtio_dev_needs_reset(d, "the device could not start after the restore");
+		} else {
+			if (t->memory_on)
+				ioeventfds_set(t, true);
+			/* Chains made available while the VM was paused. */
+			notify_live_queues(d);
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+int virtio_restore_all(struct vm *vm, const struct snap_reader *r, struct kite_err *err)
+{
+	unsigned n = snapr_count(r, SNAP_TAG);
+	if (n != vm->nr_virtio)
+		return err_set(err, KITE_EXIT_IMAGE, "the snapshot has %u virtio devices, this VM has %u", n,
+			       vm->nr_virtio);
+	struct snap_dev *s = malloc(sizeof(*s));
+	if (!s)
+		return err_set(err, KITE_EXIT_ERROR, "virtio restore: out of memory");
+	int rc = 0;
+	/* Every device checked and read before any is started. */
+	for (unsigned i = 0; i < vm->nr_virtio && rc == 0; i++) {
+		struct virtio_dev *d = vm->virtio[i];
+		struct vpci *t = d->transport;
+		struct snap_cursor c;
+		if (!snapr_find(r, SNAP_TAG, i, &c)) {
+			rc = err_set(err, KITE_EXIT_IMAGE, "%s: the snapshot has no state for virtio device %u", d->name, i);
+			break;
+		}
+		memset(s, 0, sizeof(*s));
+		pthread_mutex_lock(&d->lock);
+		if (!d->ops->restore)
+			rc = err_set(err, KITE_EXIT_IMAGE, "%s cannot be restored from a snapshot", d->name);
+		else if (parse_device(t, &c, s, err) < 0)
+			rc = -1;
+		if (rc == 0) {
+			apply_device(t, s);
+			if (d->ops->restore(d, &c, err) < 0) {
+				if (!err->code)
+					err_set(err, KITE_EXIT_IMAGE, "%s: device state refused", d->name);
+				rc = -1;
+			} else if (!snapc_done(&c)) {
+				rc = err_set(err, KITE_EXIT_IMAGE, "%s: virtio state section is %s", d->name,
+					     c.bad ? "short" : "longer than its fields");
+			}
+		}
+		pthread_mutex_unlock(&d->lock);
+	}
+	free(s);
+	if (rc < 0)
+		return -1;
+	for (unsigned i = 0; i < vm->nr_virtio; i++)
+		rebuild_device(vm->virtio[i]->transport);
+	return 0;
+}
+
 #include "devices/device.h"
+
+static int virtio_transport_save(struct vm *vm, struct snap_writer *w, struct kite_err *err)
+{
+	return virtio_save_all(vm, w, err);
+}
+
+static int virtio_transport_restore(struct vm *vm, const struct snap_reader *r, struct kite_err *err)
+{
+	return virtio_restore_all(vm, r, err);
+}
 
 static int virtio_transport_create(struct vm *vm, struct kite_err *err)
 {
@@ -899,4 +1321,5 @@ static int virtio_transport_create(struct vm *vm, struct kite_err *err)
  * all of them: devices_destroy walks the registry once, in order, after the
  * vCPUs stopped, and this hook frees every virtio device whatever its file). */
 KITE_DEVICE(virtio_transport, {.name = "virtio-pci", .create = virtio_transport_create,
-			       .destroy = virtio_destroy_all});
+			       .destroy = virtio_destroy_all, .save = virtio_transport_save,
+			       .restore = virtio_transport_restore});

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "devices/device.h"
+#include "snapshot/snapfile.h"
 #include "virtio/virtio.h"
 
 #define RNG_QUEUE_SIZE 256
@@ -141,6 +142,28 @@ static void rng_destroy(struct virtio_dev *d)
 	free(r);
 }
 
+/* Snapshots: nothing of its own. A request waiting for the rate limiter goes
+ * back to the queue (its budget is not part of the snapshot either). */
+static void rng_quiesce(struct virtio_dev *d)
+{
+	struct rng *r = d->priv;
+	struct vq *vq = virtio_dev_queue(d, 0);
+	if (r->held && vq && vq_unpop(vq, 1) == 0)
+		r->held = false;
+}
+
+static int rng_save(struct virtio_dev *d, struct snap_writer *w, struct kite_err *err)
+{
+	(void)w;
+	return virtio_dev_check_idle(d, 0, KITE_EXIT_ERROR, err);
+}
+
+static int rng_restore(struct virtio_dev *d, struct snap_cursor *c, struct kite_err *err)
+{
+	(void)c;
+	return virtio_dev_check_idle(d, 0, KITE_EXIT_IMAGE, err);
+}
+
 static const struct virtio_dev_ops rng_ops = {
 	.device_id = VIRTIO_ID_RNG,
 	.num_queues = 1,
@@ -151,6 +174,9 @@ static const struct virtio_dev_ops rng_ops = {
 	.notify = rng_notify,
 	.reset = rng_reset,
 	.destroy = rng_destroy,
+	.save = rng_save,
+	.restore = rng_restore,
+	.quiesce = rng_quiesce,
 };
 
 static int rng_create(struct vm *vm, struct kite_err *err)

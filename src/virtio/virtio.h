@@ -59,6 +59,7 @@ struct vm;
 
 struct virtio_dev;
 struct snap_writer;
+struct snap_reader;
 struct snap_cursor;
 struct kite_err;
 
@@ -96,6 +97,13 @@ struct virtio_dev_ops {
 	 * rebuilt. save NULL: the device cannot be snapshotted (save refuses, naming it). */
 	int (*save)(struct virtio_dev *d, struct snap_writer *w, struct kite_err *err);
 	int (*restore)(struct virtio_dev *d, struct snap_cursor *c, struct kite_err *err);
+	/* Optional, before save (lock held, after activate only): finish or give
+	 * back what is in flight, so the queues hold no chain the device keeps
+	 * outside the snapshot. Backend I/O completes and its used entries are
+	 * pushed (guest memory changes, interrupts may be sent); chains the device
+	 * holds unused go back with vq_unpop(). The device may carry on afterwards:
+	 * the transport notifies every queue when the snapshot is done. */
+	void (*quiesce)(struct virtio_dev *d);
 };
 
 struct virtio_queue {
@@ -122,6 +130,10 @@ struct virtio_dev {
 	uint8_t status;
 	uint8_t config_generation;
 	struct virtio_queue queues[VIRTIO_MAX_QUEUES];
+
+	/* Between virtio_quiesce_all and virtio_resume_all: the lock is held by
+	 * the snapshot and the device has nothing in flight. */
+	bool quiesced;
 
 	/* Counters (trap accounting): written under lock, read relaxed. */
 	uint64_t kicks, interrupts, requests, errors;
@@ -150,6 +162,14 @@ static inline bool virtio_has_feature(const struct virtio_dev *d, unsigned n)
 /* Queue q when the driver enabled it and DRIVER_OK is set, else NULL. */
 struct vq *virtio_dev_queue(struct virtio_dev *d, unsigned q);
 
+/* Chains of queue q popped and not pushed (0 when the queue does not run). */
+unsigned virtio_dev_inflight(const struct virtio_dev *d, unsigned q);
+/* For ops->save / ops->restore of devices that keep nothing in flight across a
+ * snapshot: 0 when no running queue (but those in the skip mask) has a chain
+ * in flight, or the device needs a reset (quiet until the driver resets it); else -1 with err naming the device and queue (code: save, an
+ * internal error; restore, KITE_EXIT_IMAGE). */
+int virtio_dev_check_idle(const struct virtio_dev *d, uint32_t skip, int code, struct kite_err *err);
+
 /* After pushing used chains on queue q: interrupts the guest if it wants one
  * (vq_should_notify), through the queue's MSI-X vector. Lock held. */
 void virtio_dev_signal(struct virtio_dev *d, unsigned q);
@@ -167,6 +187,38 @@ void virtio_dev_needs_reset(struct virtio_dev *d, const char *fmt, ...)
 typedef void (*virtio_watch_fn)(struct virtio_dev *d, void *ctx, uint32_t events);
 int virtio_dev_watch(struct virtio_dev *d, int fd, uint32_t events, virtio_watch_fn cb, void *ctx);
 void virtio_dev_unwatch(struct virtio_dev *d, int fd);
+
+/* Snapshots of every virtio device of the VM, in vm->virtio[] order.
+ *
+ * virtio_quiesce_all (VM paused, before the vCPUs' and guest memory's state is
+ * taken): takes every device's lock, so no event thread touches a queue or
+ * guest memory until virtio_resume_all, and settles each active device
+ * (ops->quiesce): disk I/O in flight completes and is answered, chains held
+ * unused are given back. This may write guest memory and send interrupts:
+ * call it before saving vCPU/irqchip state and memory.
+ *
+ * virtio_save_all: one section "VIRT" per device, instance = index in
+ * vm->virtio[]: identity, PCI configuration, MSI-X, status, features, queues
+ * and their positions, then the device's own bytes (ops->save). Refuses before
+ * writing anything when a device has no ops->save or was not quiesced.
+ *
+ * virtio_resume_all: notifies every live queue (chains given back at quiesce
+ * are served again) and releases the locks.
+ *
+ * virtio_restore_all (fresh devices from the same configuration, before any
+ * vCPU runs, guest memory already in place or at least mapped): checks every
+ * device's section against the device and reads it, all devices first; only
+ * then rebuilds what activation builds: MSI routes, ioeventfds at the BAR's
+ * address, ops->activate, the INTx line, and one notify per live queue.
+ * A failure leaves the devices half-restored but with no backend started:
+ * the VM must not run. Errors are KITE_EXIT_IMAGE and name the device. */
+void virtio_quiesce_all(struct vm *vm);
+int virtio_save_all(struct vm *vm, struct snap_writer *w, struct kite_err *err);
+void virtio_resume_all(struct vm *vm);
+int virtio_restore_all(struct vm *vm, const struct snap_reader *r, struct kite_err *err);
+/* Frees every virtio device of the VM (the transport's teardown hook, after
+ * the vCPUs stopped; for tests that build a VM without the device registry). */
+void virtio_destroy_all(struct vm *vm);
 
 /* All devices of the VM, for stats and the API (NULL-terminated walk). */
 struct virtio_dev *virtio_dev_next(struct vm *vm, struct virtio_dev *prev);

@@ -110,6 +110,56 @@ void vq_set_indices(struct vq *vq, uint16_t last_avail, uint16_t used_idx)
 	vq->inflight = 0;
 }
 
+void vq_get_state(const struct vq *vq, struct vq_state *s)
+{
+	*s = (struct vq_state){
+		.last_avail = vq->last_avail,
+		.used_idx = vq->used_idx,
+		.signalled_used = vq->signalled_used,
+		.signalled_valid = vq->signalled_valid,
+		.inflight = (uint16_t)vq->inflight,
+		.err = vq->err,
+	};
+}
+
+int vq_set_state(struct vq *vq, const struct vq_state *s, const char **why)
+{
+	if (!vq->avail || vq->err == VQ_ERR_CONFIG) {
+		*why = "queue not configured";
+		return -1;
+	}
+	if (s->inflight > vq->cfg.size) {
+		*why = "more chains in flight than the queue size";
+		return -1;
+	}
+	if ((uint16_t)(s->used_idx + s->inflight) != s->last_avail) {
+		*why = "used index plus chains in flight is not the available position";
+		return -1;
+	}
+	if (s->err != 0 && (s->err > VQ_ERR_BROKEN || s->err < VQ_ERR_PUSH)) {
+		*why = "unknown queue error";
+		return -1;
+	}
+	vq->last_avail = vq->shadow_avail = s->last_avail;
+	vq->used_idx = s->used_idx;
+	vq->signalled_used = s->signalled_used;
+	vq->signalled_valid = s->signalled_valid;
+	vq->inflight = s->inflight;
+	vq->err = s->err;
+	return 0;
+}
+
+int vq_unpop(struct vq *vq, uint16_t n)
+{
+	if (n > vq->inflight)
+		return -1;
+	/* shadow_avail stays: those chains are available again, and the
+	 * available count plus in flight is what it was. */
+	vq->last_avail = (uint16_t)(vq->last_avail - n);
+	vq->inflight -= n;
+	return 0;
+}
+
 static int fail(struct vq *vq, struct vq_chain *c, int err)
 {
 	vq->err = err;

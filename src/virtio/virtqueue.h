@@ -114,8 +114,33 @@ struct vq_chain {
 int vq_init(struct vq *vq, const struct gmem *mem, const struct vq_config *cfg);
 /* Back to a fresh, unconfigured queue (device reset). */
 void vq_reset(struct vq *vq);
-/* Sets the device's indices, e.g. restored from a snapshot. Nothing in flight. */
+/* Sets the device's indices (tests start a queue anywhere). Nothing in flight. */
 void vq_set_indices(struct vq *vq, uint16_t last_avail, uint16_t used_idx);
+
+/* What a snapshot keeps of a queue beyond its configuration: the device's
+ * positions, the EVENT_IDX interrupt state and the queue's health. */
+struct vq_state {
+	uint16_t last_avail;
+	uint16_t used_idx;
+	uint16_t signalled_used;
+	bool signalled_valid;
+	uint16_t inflight; /* chains popped and not pushed */
+	int err;           /* 0, or the vq_error that broke the queue */
+};
+
+void vq_get_state(const struct vq *vq, struct vq_state *s);
+/* Onto a queue vq_init() accepted: checks s against it first (inflight at most
+ * the queue size, used_idx + inflight == last_avail as pops and pushes keep it,
+ * err 0 or a vq_error a healthy queue can turn into) and changes nothing when it
+ * does not fit. 0, or -1 with *why set to a static description. */
+int vq_set_state(struct vq *vq, const struct vq_state *s, const char **why);
+/* Gives the last n chains popped back to the available ring, as if they had
+ * never been popped: a device holding chains it has not used (an empty rx
+ * buffer, a request waiting for the rate limiter) lets go of them before a
+ * snapshot, and pops them again afterwards. The caller must know that no chain
+ * popped after them is still in flight. 0, or -1 when fewer than n are in
+ * flight. */
+int vq_unpop(struct vq *vq, uint16_t n);
 
 /* Pops the next available chain into c: VQ_CHAIN, VQ_EMPTY, or a negative
  * vq_error; on error the queue is broken from then on (vq->err says why) and

@@ -23,10 +23,12 @@
  * CID, type and length; a bad one is dropped (counted in d->errors) or answered
  * with RST. Nothing the guest sends stops the VMM.
  *
- * Not done: the event queue's TRANSPORT_RESET, only needed after a snapshot
- * restore (the guest would drop connections that no longer exist); a timeout
- * for host-initiated connections the guest never answers (the host process can
- * give up and close its socket: that ends the connection). */
+ * Snapshots (Firecracker's behaviour): connections are not carried over. The
+ * restored device sends the guest a TRANSPORT_RESET event on the event queue,
+ * so the driver drops the connections it had; host-side listeners work as
+ * before. Not done: a timeout for host-initiated connections the guest never
+ * answers (the host process can give up and close its socket: that ends the
+ * connection). */
 #include "virtio/vsock.h"
 
 #include <errno.h>
@@ -43,6 +45,7 @@
 #include <unistd.h>
 
 #include "devices/device.h"
+#include "snapshot/snapfile.h"
 
 /* ---- header wire format ---- */
 
@@ -158,8 +161,9 @@ struct vsock {
 	struct rst rst[RST_RING];
 	unsigned rst_head, rst_count;
 
-	struct vq_chain rxc, txc;
+	struct vq_chain rxc, txc, evc;
 	bool rx_held;              /* rxc is popped and unused */
+	bool reset_pending;        /* restored: TRANSPORT_RESET owed to the guest */
 	bool rx_pushed, tx_pushed; /* since the last signal */
 	bool tx_waiting;           /* tx chains wait for room in the RST ring */
 
@@ -995,20 +999,96 @@ static void vsock_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data,
 	memcpy(data, cfg + off, len);
 }
 
+/* struct virtio_vsock_event: le32 id. */
+#define VSOCK_EVENT_TRANSPORT_RESET 0
+#define VSOCK_EVENT_SIZE 4
+
+/* After a restore: tells the driver that every connection it had is gone.
+ * Without an event buffer it stays owed until the guest gives one. */
+static void send_transport_reset(struct virtio_dev *d, struct vsock *v)
+{
+	struct vq *q = v->env->queue(d, VSOCK_QUEUE_EVENT);
+	if (!q || v->broken || !v->reset_pending)
+		return;
+	/* Bounded: a guest adding tiny buffers as fast as we return them must
+	 * not keep the event thread here. */
+	for (unsigned i = 0; i < VSOCK_QUEUE_SIZE; i++) {
+		int r = vq_pop(q, &v->evc);
+		if (r == VQ_EMPTY)
+			return;
+		if (r < 0) {
+			broken(d, v, "event", r);
+			return;
+		}
+		uint8_t ev[VSOCK_EVENT_SIZE];
+		put32(ev, VSOCK_EVENT_TRANSPORT_RESET);
+		if (vq_chain_write(&v->evc, 0, ev, sizeof(ev)) == sizeof(ev)) {
+			vq_push(q, v->evc.head, sizeof(ev));
+			v->reset_pending = false;
+			v->env->signal(d, VSOCK_QUEUE_EVENT);
+			return;
+		}
+		/* Too small for an event: back empty, try the next. */
+		d->errors++;
+		vq_push(q, v->evc.head, 0);
+		v->env->signal(d, VSOCK_QUEUE_EVENT);
+	}
+}
+
 static int vsock_activate(struct virtio_dev *d)
 {
 	struct vsock *v = dev_vsock(d);
 	v->active = true;
 	v->broken = false;
 	listen_update(d, v);
+	send_transport_reset(d, v);
 	return 0;
 }
 
 static void vsock_notify(struct virtio_dev *d, unsigned q)
 {
-	/* The event queue only holds buffers for events we never send. */
+	struct vsock *v = dev_vsock(d);
 	if (q == VSOCK_QUEUE_RX || q == VSOCK_QUEUE_TX)
-		run(d, dev_vsock(d));
+		run(d, v);
+	else if (q == VSOCK_QUEUE_EVENT)
+		send_transport_reset(d, v); /* event buffers wait for events otherwise */
+}
+
+/* ---- snapshots ----
+ * Quiesce gives a held rx chain back (tx chains are answered as they are
+ * read). The device's own bytes: u64 guest CID, which the guest read and the
+ * restored configuration must match. Connections stay behind: the restored
+ * device owes the guest a TRANSPORT_RESET, sent when it activates. */
+static void vsock_quiesce(struct virtio_dev *d)
+{
+	struct vsock *v = dev_vsock(d);
+	struct vq *q = v->env->queue(d, VSOCK_QUEUE_RX);
+	if (v->rx_held && q && q->inflight == 1 && vq_unpop(q, 1) == 0)
+		v->rx_held = false;
+}
+
+static int vsock_save(struct virtio_dev *d, struct snap_writer *w, struct kite_err *err)
+{
+	if (virtio_dev_check_idle(d, 0, KITE_EXIT_ERROR, err) < 0)
+		return -1;
+	snapw_u64(w, dev_vsock(d)->cid);
+	return 0;
+}
+
+static int vsock_restore(struct virtio_dev *d, struct snap_cursor *c, struct kite_err *err)
+{
+	struct vsock *v = dev_vsock(d);
+	uint64_t cid = snapc_u64(c);
+	if (c->bad)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: vsock state is short", d->name);
+	if (cid != v->cid)
+		return err_set(err, KITE_EXIT_IMAGE, "%s: the guest saw CID %llu, this vsock has CID %u", d->name,
+			       (unsigned long long)cid, v->cid);
+	if (virtio_dev_check_idle(d, 0, KITE_EXIT_IMAGE, err) < 0)
+		return -1;
+	/* A driver that was running had connections; one that was not, none. */
+	v->reset_pending = d->status & VIRTIO_STATUS_DRIVER_OK;
+	return 0;
 }
 
 static void vsock_reset(struct virtio_dev *d)
@@ -1023,6 +1103,7 @@ static void vsock_reset(struct virtio_dev *d)
 	v->rx_held = false;
 	v->rx_pushed = v->tx_pushed = false;
 	v->broken = false;
+	v->reset_pending = false;
 }
 
 static void vsock_destroy(struct virtio_dev *d)
@@ -1041,6 +1122,9 @@ const struct virtio_dev_ops vsock_ops = {
 	.notify = vsock_notify,
 	.reset = vsock_reset,
 	.destroy = vsock_destroy,
+	.save = vsock_save,
+	.restore = vsock_restore,
+	.quiesce = vsock_quiesce,
 };
 
 /* ---- set-up ---- */
@@ -1145,7 +1229,8 @@ struct vsock *vsock_new(const struct vsock_config *cfg, const struct vsock_env *
 	struct vsock *v = calloc(1, sizeof(*v));
 	if (!v || !(v->uds_path = strdup(cfg->uds_path)) ||
 	    vq_chain_alloc(&v->rxc, VSOCK_QUEUE_SIZE) < 0 ||
-	    vq_chain_alloc(&v->txc, VSOCK_QUEUE_SIZE) < 0) {
+	    vq_chain_alloc(&v->txc, VSOCK_QUEUE_SIZE) < 0 ||
+	    vq_chain_alloc(&v->evc, VSOCK_QUEUE_SIZE) < 0) {
 		err_set(err, KITE_EXIT_ERROR, "vsock: out of memory");
 		goto fail;
 	}
@@ -1161,6 +1246,7 @@ fail:
 	if (v) {
 		vq_chain_free(&v->rxc);
 		vq_chain_free(&v->txc);
+		vq_chain_free(&v->evc);
 		free(v->uds_path);
 		free(v);
 	}
@@ -1189,6 +1275,7 @@ void vsock_free(struct vsock *v)
 	}
 	vq_chain_free(&v->rxc);
 	vq_chain_free(&v->txc);
+	vq_chain_free(&v->evc);
 	free(v->uds_path);
 	free(v);
 }

@@ -8,9 +8,8 @@
  *    local port >= 2^30) and answers "OK <local port>\n" once the guest accepted,
  *    or closes the host socket when it refused.
  *
- * Queues: rx 0 (device -> guest packets), tx 1 (guest -> device), event 2 (never
- * used: TRANSPORT_RESET only matters after a snapshot restore). Config space:
- * le64 guest_cid.
+ * Queues: rx 0 (device -> guest packets), tx 1 (guest -> device), event 2 (only
+ * TRANSPORT_RESET, once, after a snapshot restore). Config space: le64 guest_cid.
  *
  * This header is what the unit tests drive: the device core reaches the
  * transport only through struct vsock_env, so a test can give it fake queues

@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "devices/i8042.h"
+#include "snap_test.h"
 #include "vmm/vm.h"
 
 #define ACK 0xfa
@@ -539,6 +540,110 @@ static void concurrent_typing_and_reading(void **state)
 	assert_false(c->irq_level);
 }
 
+/* ---- snapshots ---- */
+
+static void save_to(struct ctx *c, struct snap_reader *r)
+{
+	struct snap_writer w;
+	snapw_init(&w);
+	snapw_begin(&w, "KBDC", 0);
+	i8042_save(&c->k, &w);
+	snapw_end(&w);
+	snap_test_reopen(&w, r);
+}
+
+static int restore_from(struct ctx *c, const struct snap_reader *r, struct kite_err *err)
+{
+	struct snap_cursor cur;
+	assert_true(snapr_find(r, "KBDC", 0, &cur));
+	return i8042_restore(&c->k, &cur, err);
+}
+
+/* The command byte Linux wrote, an untranslated keyboard in set 1, a command
+ * waiting for its argument and bytes the guest has not read survive into a
+ * fresh controller, which raises IRQ 1 for them. */
+static void snapshot_round_trip(void **state)
+{
+	struct ctx *c = *state;
+	write_ctr(c, I8042_CTR_KBDINT | I8042_CTR_SYS | I8042_CTR_AUXDIS); /* translation off */
+	kbd(c, 0xf0);
+	assert_int_equal(read_byte(c), ACK);
+	kbd(c, 0x01); /* scan code set 1 */
+	assert_int_equal(read_byte(c), ACK);
+	kbd(c, 0xf2); /* identify: three bytes wait */
+	kbd(c, 0xed); /* LEDs: ACK, then the argument is pending */
+	struct snap_reader r;
+	save_to(c, &r);
+
+	struct ctx *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	i8042_init(&f->k, record_irq, record_reset, f);
+	struct kite_err err = {0};
+	assert_int_equal(restore_from(f, &r, &err), 0);
+	assert_int_equal(f->irq_level, 1);
+	assert_int_equal(read_byte(f), ACK);
+	assert_int_equal(read_byte(f), 0xab);
+	assert_int_equal(read_byte(f), 0x83); /* untranslated */
+	assert_int_equal(read_byte(f), ACK);
+	expect_empty(f);
+	i8042_write_data(&f->k, 0x02); /* the pending LED argument */
+	assert_int_equal(read_byte(f), ACK);
+	assert_int_equal(f->k.kbd_leds, 0x02);
+	i8042_write_command(&f->k, 0x20); /* read the command byte */
+	assert_int_equal(read_byte(f), I8042_CTR_KBDINT | I8042_CTR_SYS | I8042_CTR_AUXDIS);
+	assert_int_equal(f->k.kbd_set, 1);
+	pthread_mutex_destroy(&f->k.lock);
+	free(f);
+	snapr_free(&r);
+}
+
+static void snapshot_refusals(void **state)
+{
+	struct ctx *c = *state;
+	static const struct { size_t off; uint8_t v; } patches[] = {
+		{0, 0xc5},  /* command byte bit 7 */
+		{3, 0x20},  /* a controller command that takes no argument */
+		{4, 0xf4},  /* a keyboard command that takes no argument */
+		{5, 3},     /* scan code set 3 */
+		{7, 0x08},  /* LEDs */
+		{8, 0x80},  /* typematic */
+		{6, 2},     /* scanning flag */
+		{11, 17},   /* queue longer than the buffer */
+	};
+	for (size_t i = 0; i < sizeof(patches) / sizeof(patches[0]); i++) {
+		struct snap_reader bad;
+		size_t len;
+		save_to(c, &bad);
+		uint8_t *p = snap_test_payload(&bad, "KBDC", 0, &len);
+		p[patches[i].off] = patches[i].v;
+		struct ctx *f = calloc(1, sizeof(*f));
+		assert_non_null(f);
+		i8042_init(&f->k, record_irq, record_reset, f);
+		struct kite_err err = {0};
+		assert_int_equal(restore_from(f, &bad, &err), -1);
+		assert_image_err(&err);
+		assert_int_equal(f->k.ctr, I8042_CTR_DEFAULT); /* untouched */
+		pthread_mutex_destroy(&f->k.lock);
+		free(f);
+		snapr_free(&bad);
+	}
+	struct snap_reader r, bad;
+	save_to(c, &r);
+	for (long cut = -1; cut <= 1; cut += 2) {
+		snap_test_resize(&r, "KBDC", 0, cut, &bad);
+		struct ctx *f = calloc(1, sizeof(*f));
+		assert_non_null(f);
+		i8042_init(&f->k, record_irq, record_reset, f);
+		struct kite_err err = {0};
+		assert_int_equal(restore_from(f, &bad, &err), -1);
+		assert_image_err(&err);
+		pthread_mutex_destroy(&f->k.lock);
+		free(f);
+		snapr_free(&bad);
+	}
+	snapr_free(&r);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -559,6 +664,8 @@ int main(void)
 		T(ctrl_alt_del_refused),
 		T(no_vm_no_keys),
 		T(concurrent_typing_and_reading),
+		T(snapshot_round_trip),
+		T(snapshot_refusals),
 	};
 	return cmocka_run_group_tests_name("i8042", tests, NULL, NULL);
 }

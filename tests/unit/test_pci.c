@@ -7,6 +7,7 @@
 
 #include "arch/x86/layout.h"
 #include "devices/pci.h"
+#include "snap_test.h"
 
 #define ENABLE 0x80000000u
 
@@ -349,6 +350,80 @@ static void slots_fill_then_fail(void **state)
 	free(devs);
 }
 
+/* ---- snapshots ---- */
+
+static void save_to(struct ctx *c, struct snap_reader *r)
+{
+	struct snap_writer w;
+	snapw_init(&w);
+	snapw_begin(&w, "PCIB", 0);
+	pci_bus_save(&c->b, &w);
+	snapw_end(&w);
+	snap_test_reopen(&w, r);
+}
+
+static int restore_into(struct pci_bus *b, const struct snap_reader *r, struct kite_err *err)
+{
+	struct snap_cursor cur;
+	assert_true(snapr_find(r, "PCIB", 0, &cur));
+	return pci_bus_restore(b, &cur, err);
+}
+
+/* The latch the guest left (mid config access) and the host bridge's command
+ * register come back on a fresh bus. */
+static void snapshot_round_trip(void **state)
+{
+	struct ctx *c = *state;
+	cfg_write(c, 0, 0x04, 2, 0x0006);
+	io_out(c, 0, 4, cfg_addr(0, 3, 0, 0x10)); /* left latched */
+	struct snap_reader r;
+	save_to(c, &r);
+	struct ctx *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	pci_bus_init(&f->b);
+	struct kite_err err = {0};
+	assert_int_equal(restore_into(&f->b, &r, &err), 0);
+	assert_int_equal(io_in(f, 0, 4), cfg_addr(0, 3, 0, 0x10));
+	assert_int_equal(cfg_read(f, 0, 0x04, 2), 0x0006);
+	assert_int_equal(cfg_read(f, 0, 0x00, 4), cfg_read(c, 0, 0x00, 4));
+	free(f);
+	snapr_free(&r);
+}
+
+/* A read-only byte that differs (another bridge), or a section of the wrong
+ * length: refused, the bus untouched. */
+static void snapshot_refusals(void **state)
+{
+	struct ctx *c = *state;
+	io_out(c, 0, 4, 0x80001234u);
+	struct snap_reader r, bad;
+	save_to(c, &r);
+	size_t len;
+	save_to(c, &bad);
+	uint8_t *p = snap_test_payload(&bad, "PCIB", 0, &len);
+	assert_int_equal(len, 4 + PCI_CFG_SIZE);
+	p[4 + 0x02] ^= 1; /* device id */
+	struct ctx *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	pci_bus_init(&f->b);
+	struct kite_err err = {0};
+	assert_int_equal(restore_into(&f->b, &bad, &err), -1);
+	assert_image_err(&err);
+	assert_non_null(strstr(err.msg, "0x02"));
+	assert_int_equal(f->b.addr, 0);
+	snapr_free(&bad);
+	for (long cut = -1; cut <= 1; cut += 2) {
+		snap_test_resize(&r, "PCIB", 0, cut, &bad);
+		err = (struct kite_err){0};
+		assert_int_equal(restore_into(&f->b, &bad, &err), -1);
+		assert_image_err(&err);
+		assert_int_equal(f->b.addr, 0);
+		snapr_free(&bad);
+	}
+	free(f);
+	snapr_free(&r);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -366,6 +441,8 @@ int main(void)
 		T(slots_fill_then_fail),
 		T(bars_placed_sized_and_found),
 		T(bars_that_do_not_fit_are_refused),
+		T(snapshot_round_trip),
+		T(snapshot_refusals),
 	};
 	return cmocka_run_group_tests_name("pci", tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "devices/serial.h"
+#include "snap_test.h"
 
 /* Register offsets and bits (National Semiconductor PC16550D data sheet). */
 enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4,
@@ -505,6 +506,111 @@ static void concurrent_input(void **state)
 	assert_int_equal(rd(c, LSR) & LSR_DR, 0);
 }
 
+/* ---- snapshots ---- */
+
+static void save_to(struct ctx *c, struct snap_reader *r)
+{
+	struct snap_writer w;
+	snapw_init(&w);
+	snapw_begin(&w, "UART", 0);
+	serial_save(&c->s, &w);
+	snapw_end(&w);
+	snap_test_reopen(&w, r);
+}
+
+static int restore_from(struct ctx *c, const struct snap_reader *r, struct kite_err *err)
+{
+	struct snap_cursor cur;
+	assert_true(snapr_find(r, "UART", 0, &cur));
+	return serial_restore(&c->s, &cur, err);
+}
+
+/* Divisor, line settings, scratch, interrupt enables, FIFO mode and unread
+ * input survive into a fresh UART, which raises its line for the input. */
+static void snapshot_round_trip(void **state)
+{
+	struct ctx *c = *state;
+	wr(c, LCR, LCR_DLAB);
+	wr(c, DLL, 0x01); /* 115200 */
+	wr(c, DLM, 0x00);
+	wr(c, LCR, 0x03 | LCR_DLAB); /* left with DLAB set: the restored one must be too */
+	wr(c, SCR, 0x5a);
+	wr(c, MCR, MCR_OUT2 | MCR_RTS | MCR_DTR);
+	wr(c, FCR, FCR_ENABLE);
+	serial_push_input(&c->s, (const uint8_t *)"hi!", 3);
+	assert_int_equal(rd(c, LCR), 0x83);
+	/* IER is behind DLAB now: set it by clearing DLAB first. */
+	wr(c, LCR, 0x03);
+	wr(c, IER, IER_RDI | IER_THRI);
+	assert_int_equal(rd(c, RBR), 'h'); /* one byte read before the snapshot */
+	wr(c, LCR, 0x83);
+	struct snap_reader r;
+	save_to(c, &r);
+
+	struct ctx fresh = {0};
+	serial_init(&fresh.s, -1, record_irq, &fresh.irq);
+	struct kite_err err = {0};
+	assert_int_equal(restore_from(&fresh, &r, &err), 0);
+	assert_int_equal(err.code, 0);
+	assert_int_equal(fresh.irq.level, 1); /* input waits, RDI enabled */
+	assert_int_equal(serial_read(&fresh.s, LCR), 0x83);
+	assert_int_equal(serial_read(&fresh.s, DLL), 0x01);
+	assert_int_equal(serial_read(&fresh.s, DLM), 0x00);
+	assert_int_equal(serial_read(&fresh.s, SCR), 0x5a);
+	assert_int_equal(serial_read(&fresh.s, MCR), MCR_OUT2 | MCR_RTS | MCR_DTR);
+	serial_write(&fresh.s, LCR, 0x03);
+	assert_int_equal(serial_read(&fresh.s, IER), IER_RDI | IER_THRI);
+	assert_int_equal(serial_read(&fresh.s, IIR), IIR_FIFO | IIR_RDI);
+	assert_int_equal(serial_read(&fresh.s, RBR), 'i');
+	assert_int_equal(serial_read(&fresh.s, RBR), '!');
+	assert_int_equal(serial_read(&fresh.s, LSR) & LSR_DR, 0);
+	snapr_free(&r);
+}
+
+/* Values no guest write can leave, and sections of the wrong length: refused,
+ * and the UART keeps its state. */
+static void snapshot_refusals(void **state)
+{
+	struct ctx *c = *state;
+	wr(c, SCR, 0x11);
+	struct snap_reader r, bad;
+	save_to(c, &r);
+	struct kite_err err = {0};
+	static const struct { size_t off; uint8_t v; } patches[] = {
+		{0, 0x10},   /* IER reserved bit */
+		{2, 0x20},   /* MCR reserved bit */
+		{6, 0x02},   /* FCR clear bit never sticks */
+		{7, 2},      /* THRE flag */
+		{9, 0x08},   /* rx_len 2048 > FIFO */
+	};
+	for (size_t i = 0; i < sizeof(patches) / sizeof(patches[0]); i++) {
+		size_t len;
+		save_to(c, &bad);
+		uint8_t *p = snap_test_payload(&bad, "UART", 0, &len);
+		assert_true(patches[i].off < len);
+		p[patches[i].off] = patches[i].v;
+		struct ctx fresh = {0};
+		serial_init(&fresh.s, -1, record_irq, &fresh.irq);
+		err = (struct kite_err){0};
+		assert_int_equal(restore_from(&fresh, &bad, &err), -1);
+		assert_image_err(&err);
+		assert_int_equal(serial_read(&fresh.s, SCR), 0); /* untouched */
+		snapr_free(&bad);
+	}
+	for (long cut = -1; cut <= 1; cut += 2) {
+		snap_test_resize(&r, "UART", 0, cut, &bad);
+		struct ctx fresh = {0};
+		serial_init(&fresh.s, -1, record_irq, &fresh.irq);
+		err = (struct kite_err){0};
+		assert_int_equal(restore_from(&fresh, &bad, &err), -1);
+		assert_image_err(&err);
+		assert_non_null(strstr(err.msg, cut > 0 ? "short" : "longer"));
+		assert_int_equal(serial_read(&fresh.s, SCR), 0);
+		snapr_free(&bad);
+	}
+	snapr_free(&r);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -528,6 +634,8 @@ int main(void)
 		T(read_only_and_unknown_registers),
 		T(irq_only_on_change),
 		T(concurrent_input),
+		T(snapshot_round_trip),
+		T(snapshot_refusals),
 	};
 	return cmocka_run_group_tests_name("serial", tests, NULL, NULL);
 }

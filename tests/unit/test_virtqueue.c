@@ -942,6 +942,94 @@ static void chain_copies(void **state)
 	assert_memory_equal(gp(d, DATA, 3), "abc", 3);
 }
 
+/* ---- snapshots ---- */
+
+/* A queue's state carried onto a freshly initialised one: the next chain comes
+ * from the saved position, the one still in flight can be pushed, and the
+ * EVENT_IDX decision continues from the saved signalled index. */
+static void state_carries_over(void **state)
+{
+	struct drv *d = *state;
+	drv_config(d, QSIZE, true, false);
+	drv_start(d, 0xfffe); /* across the wrap */
+	for (uint16_t i = 0; i < 3; i++) {
+		desc(d, i, DATA + 0x100 * i, 16, VQ_DESC_F_WRITE, 0);
+		avail_add(d, i);
+	}
+	assert_int_equal(pop(d), VQ_CHAIN);
+	assert_int_equal(vq_push(&d->vq, d->c.head, 1), 0);
+	set_used_event(d, 0xfffe);
+	assert_true(vq_should_notify(&d->vq));
+	assert_int_equal(pop(d), VQ_CHAIN); /* head 1 stays in flight */
+	struct vq_state st;
+	vq_get_state(&d->vq, &st);
+	assert_int_equal(st.last_avail, 0);
+	assert_int_equal(st.used_idx, 0xffff);
+	assert_int_equal(st.inflight, 1);
+
+	struct vq fresh;
+	const char *why = NULL;
+	assert_int_equal(vq_init(&fresh, &d->m, &d->cfg), 0);
+	assert_int_equal(vq_set_state(&fresh, &st, &why), 0);
+	assert_int_equal(vq_push(&fresh, 1, 4), 0); /* the chain in flight */
+	assert_int_equal(used_idx(d), 0);
+	assert_int_equal(used_id(d, 0xffff), 1);
+	set_used_event(d, 0xfffe); /* already signalled past it: no interrupt */
+	assert_false(vq_should_notify(&fresh));
+	assert_int_equal(vq_pop(&fresh, &d->c), VQ_CHAIN);
+	assert_int_equal(d->c.head, 2);
+	assert_int_equal(vq_pop(&fresh, &d->c), VQ_EMPTY);
+}
+
+static void state_checks(void **state)
+{
+	struct drv *d = *state;
+	drv_start(d, 0);
+	struct vq_state ok = {.last_avail = 7, .used_idx = 5, .inflight = 2};
+	const char *why = NULL;
+	struct vq_state bad = ok;
+	bad.inflight = QSIZE + 1;
+	bad.used_idx = (uint16_t)(bad.last_avail - bad.inflight);
+	assert_int_equal(vq_set_state(&d->vq, &bad, &why), -1);
+	assert_non_null(why);
+	bad = ok;
+	bad.used_idx = 6; /* 6 + 2 != 7 */
+	assert_int_equal(vq_set_state(&d->vq, &bad, &why), -1);
+	bad = ok;
+	bad.err = VQ_ERR_CONFIG;
+	assert_int_equal(vq_set_state(&d->vq, &bad, &why), -1);
+	bad.err = -99;
+	assert_int_equal(vq_set_state(&d->vq, &bad, &why), -1);
+	assert_int_equal(d->vq.last_avail, 0); /* untouched by the refusals */
+	assert_int_equal(vq_set_state(&d->vq, &ok, &why), 0);
+	assert_int_equal(d->vq.inflight, 2);
+	struct vq unconfigured;
+	vq_reset(&unconfigured);
+	assert_int_equal(vq_set_state(&unconfigured, &ok, &why), -1);
+}
+
+/* A chain given back is popped again, whole, and nothing is pushed for it. */
+static void unpop_gives_chains_back(void **state)
+{
+	struct drv *d = *state;
+	drv_start(d, 0);
+	desc(d, 0, DATA, 8, VQ_DESC_F_WRITE, 0);
+	desc(d, 1, DATA + 0x100, 8, VQ_DESC_F_WRITE, 0);
+	avail_add(d, 0);
+	avail_add(d, 1);
+	assert_int_equal(pop(d), VQ_CHAIN);
+	assert_int_equal(pop(d), VQ_CHAIN);
+	assert_int_equal(vq_unpop(&d->vq, 3), -1);
+	assert_int_equal(vq_unpop(&d->vq, 2), 0);
+	assert_int_equal(d->vq.inflight, 0);
+	assert_int_equal(pop(d), VQ_CHAIN);
+	assert_int_equal(d->c.head, 0);
+	assert_int_equal(pop(d), VQ_CHAIN);
+	assert_int_equal(d->c.head, 1);
+	assert_int_equal(pop(d), VQ_EMPTY);
+	assert_int_equal(used_idx(d), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 #define T_HOLE(f) cmocka_unit_test_setup_teardown(f, setup_hole, teardown)
 #define T_HUGE(f) cmocka_unit_test_setup_teardown(f, setup_huge, teardown)
@@ -975,6 +1063,9 @@ int main(void)
 		T(event_idx_across_wrap_around),
 		T(avail_event_written),
 		T(chain_copies),
+		T(state_carries_over),
+		T(state_checks),
+		T(unpop_gives_chains_back),
 	};
 	return cmocka_run_group_tests_name("virtqueue", tests, NULL, NULL);
 }
