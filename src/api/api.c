@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "api/http.h"
@@ -19,6 +20,7 @@
 #include "api/schema.h"
 #include "arch/x86/template.h"
 #include "devices/i8042.h"
+#include "migration/migrate.h"
 #include "snapshot/snapshot.h"
 #include "stats/stats.h"
 #include "util/devopts.h"
@@ -654,7 +656,13 @@ static int h_put_metrics(const json_t *b, const char *id, struct reply *r)
 	return 0;
 }
 
-static int h_patch_vm(const json_t *b, const char *id, struct reply *r) { (void)id; (void)r; return patch_vm(b); }
+static int h_patch_vm(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	if (migration_busy())
+		return fault(r, "A migration is running: the VM is paused and resumed by it.");
+	return patch_vm(b);
+}
 
 /* kite's trap accounting (docs/stats.md): not in Firecracker's API. */
 static int h_get_stats(const json_t *b, const char *id, struct reply *r)
@@ -694,6 +702,8 @@ static int h_put_snapshot_create(const json_t *b, const char *id, struct reply *
 	(void)id;
 	if (ctl.state != PAUSED)
 		return fault(r, "Cannot create a snapshot of a running microVM: pause it first (PATCH /vm).");
+	if (migration_busy())
+		return fault(r, "Cannot create a snapshot while a migration is running.");
 	const char *type = json_string_value(json_object_get(b, "snapshot_type"));
 	bool diff = type && strcmp(type, "Diff") == 0;
 	json_t *conf = vm_config_json();
@@ -753,10 +763,79 @@ static int snapshot_overrides(json_t *conf, const json_t *b, struct reply *r)
 	return 0;
 }
 
+/* Builds and starts the VM a snapshot or a migration carried: its configuration
+ * (with the load request's overrides, when there is one) through the API's own
+ * handlers, then machine_start in restore mode. RAM comes from mem_fd (a memory
+ * file) or mem_base (filled by a migration, taken over by the VM). On failure
+ * nothing stays configured, so the process may try again. */
+static int start_restored(const char *conf_s, const json_t *body, int mem_fd, void *mem_base, uint64_t bytes,
+			  const struct snap_reader *snap, bool resume, bool clock_realtime, struct reply *r)
+{
+	json_error_t je;
+	json_t *conf = json_loads(conf_s, JSON_REJECT_DUPLICATES, &je);
+	struct kite_err err = {0};
+	int rc = -1;
+	if (!json_is_object(conf)) {
+		fault(r, "Cannot load the snapshot: it holds no valid VM configuration.");
+		goto reset;
+	}
+	if (snapshot_overrides(conf, body, r) < 0 || apply_sections(conf, r) < 0) {
+		if (!strstr(r->fault, "snapshot")) {
+			char f[sizeof(r->fault)];
+			snprintf(f, sizeof(f), "%s", r->fault);
+			fault(r, "Cannot load the snapshot: its configuration: %.340s", f);
+		}
+		goto reset;
+	}
+	if ((uint64_t)json_integer_value(json_object_get(machine_config(), "mem_size_mib")) << 20 != bytes) {
+		fault(r, "Cannot load the snapshot: its configuration and its memory disagree on the size.");
+		goto reset;
+	}
+	if (build_vm_config(r) < 0)
+		goto reset;
+	ctl.cfg.restore = snap;
+	ctl.cfg.restore_mem_fd = mem_fd;
+	ctl.cfg.restore_mem_base = mem_base;
+	ctl.cfg.restore_clock_realtime = clock_realtime;
+	ctl.cfg.start_paused = !resume;
+	vm_init(&ctl.vm);
+	if (machine_start(&ctl.vm, &ctl.cfg, &err) < 0) {
+		ctl.start_code = err.code;
+		fault(r, "Cannot load the snapshot: %s", err.msg);
+		mem_base = NULL; /* vm_destroy unmapped it */
+		goto reset;
+	}
+	ctl.state = resume ? RUNNING : PAUSED;
+	ctl.started = true;
+	metrics_set_vm(&ctl.vm);
+	pthread_cond_broadcast(&ctl.cond);
+	rc = 0;
+	goto out;
+reset:
+	if (mem_base)
+		munmap(mem_base, bytes);
+	{
+		json_t *keep_logger = json_incref(json_object_get(ctl.config, "logger"));
+		json_t *keep_metrics = json_incref(json_object_get(ctl.config, "metrics"));
+		json_decref(ctl.config);
+		ctl.config = json_object();
+		if (keep_logger)
+			json_object_set_new(ctl.config, "logger", keep_logger);
+		if (keep_metrics)
+			json_object_set_new(ctl.config, "metrics", keep_metrics);
+		ctl.configured = false;
+	}
+out:
+	ctl.cfg.restore = NULL;
+	ctl.cfg.restore_mem_base = NULL;
+	json_decref(conf);
+	return rc;
+}
+
 static int h_put_snapshot_load(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
-	if (ctl.configured)
+	if (ctl.configured || migration_busy())
 		return fault(r, "Loading a snapshot is only allowed before anything but the logger and metrics "
 				"is configured.");
 	const json_t *backend = json_object_get(b, "mem_backend");
@@ -781,69 +860,79 @@ static int h_put_snapshot_load(const json_t *b, const char *id, struct reply *r)
 	uint64_t bytes = 0;
 	if (snapshot_open(path, &snap, &conf_s, &bytes, &err) < 0)
 		return fault(r, "Cannot load the snapshot: %s", err.msg);
-	json_error_t je;
-	json_t *conf = json_loads(conf_s, JSON_REJECT_DUPLICATES, &je);
-	free(conf_s);
-	int rc = -1, fd = -1;
-	if (!json_is_object(conf)) {
-		fault(r, "Cannot load the snapshot: '%s' holds no valid VM configuration.", path);
-		goto out;
-	}
-	if (snapshot_overrides(conf, b, r) < 0 || apply_sections(conf, r) < 0) {
-		if (!strstr(r->fault, "snapshot")) {
-			char f[sizeof(r->fault)];
-			snprintf(f, sizeof(f), "%s", r->fault);
-			fault(r, "Cannot load the snapshot: its configuration: %.340s", f);
-		}
-		goto reset;
-	}
-	if ((uint64_t)json_integer_value(json_object_get(machine_config(), "mem_size_mib")) << 20 != bytes) {
-		fault(r, "Cannot load the snapshot: its configuration and its memory disagree on the size.");
-		goto reset;
-	}
-	fd = snapshot_open_mem(mem_path, bytes, &err);
-	if (fd < 0) {
+	int rc = -1;
+	int fd = snapshot_open_mem(mem_path, bytes, &err);
+	if (fd < 0)
 		fault(r, "Cannot load the snapshot: %s", err.msg);
-		goto reset;
-	}
-	if (build_vm_config(r) < 0)
-		goto reset;
-	ctl.cfg.restore = &snap;
-	ctl.cfg.restore_mem_fd = fd;
-	ctl.cfg.restore_clock_realtime = json_is_true(json_object_get(b, "clock_realtime"));
-	bool resume = json_is_true(json_object_get(b, "resume_vm"));
-	ctl.cfg.start_paused = !resume;
-	vm_init(&ctl.vm);
-	if (machine_start(&ctl.vm, &ctl.cfg, &err) < 0) {
-		ctl.start_code = err.code;
-		fault(r, "Cannot load the snapshot: %s", err.msg);
-		goto reset;
-	}
-	ctl.cfg.restore = NULL;
-	ctl.state = resume ? RUNNING : PAUSED;
-	ctl.started = true;
-	metrics_set_vm(&ctl.vm);
-	pthread_cond_broadcast(&ctl.cond);
-	rc = 0;
-	goto out;
-reset:
-	/* Nothing of the failed load stays configured: the process may try again. */
-	ctl.cfg.restore = NULL;
-	json_t *keep_logger = json_incref(json_object_get(ctl.config, "logger"));
-	json_t *keep_metrics = json_incref(json_object_get(ctl.config, "metrics"));
-	json_decref(ctl.config);
-	ctl.config = json_object();
-	if (keep_logger)
-		json_object_set_new(ctl.config, "logger", keep_logger);
-	if (keep_metrics)
-		json_object_set_new(ctl.config, "metrics", keep_metrics);
-	ctl.configured = false;
-out:
+	else
+		rc = start_restored(conf_s, b, fd, NULL, bytes, &snap, json_is_true(json_object_get(b, "resume_vm")),
+				    json_is_true(json_object_get(b, "clock_realtime")), r);
 	if (fd >= 0)
 		close(fd);
-	json_decref(conf);
+	free(conf_s);
 	snapr_free(&snap);
 	return rc;
+}
+
+/* ---- live migration (docs/migration.md) ---- */
+
+/* The receiving thread's callback: the stream is whole, build the VM from it. */
+static int mig_build(const char *config_json, void *mem, uint64_t bytes, const struct snap_reader *state,
+		     struct kite_err *err)
+{
+	struct reply r = {0};
+	pthread_mutex_lock(&ctl.lock);
+	int rc;
+	if (ctl.state != NOT_STARTED || ctl.configured) {
+		munmap(mem, bytes);
+		rc = err_set(err, KITE_EXIT_USAGE, "this kite was configured while it received the VM");
+	} else {
+		rc = start_restored(config_json, NULL, -1, mem, bytes, state, true, false, &r);
+		if (rc < 0)
+			err_set(err, KITE_EXIT_ERROR, "%s", r.fault);
+	}
+	pthread_mutex_unlock(&ctl.lock);
+	return rc;
+}
+
+static int h_put_migration_receive(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	if (ctl.configured)
+		return fault(r, "Receiving a migration is only allowed before anything but the logger and metrics "
+				"is configured.");
+	struct kite_err err = {0};
+	if (migration_listen(json_string_value(json_object_get(b, "listen")), mig_build, &err) < 0)
+		return fault(r, "Cannot receive a migration: %s", err.msg);
+	return 0;
+}
+
+static int h_put_migration_send(const json_t *b, const char *id, struct reply *r)
+{
+	(void)id;
+	const json_t *dt = json_object_get(b, "downtime_ms"), *mr = json_object_get(b, "max_rounds");
+	json_t *conf = vm_config_json();
+	json_object_del(conf, "logger");
+	json_object_del(conf, "metrics");
+	char *s = json_dumps(conf, JSON_COMPACT);
+	json_decref(conf);
+	struct kite_err err = {0};
+	int rc = s ? migration_send(&ctl.vm, s, json_string_value(json_object_get(b, "destination")),
+				    dt ? (unsigned)json_integer_value(dt) : 300, mr ? (unsigned)json_integer_value(mr) : 30,
+				    &err)
+		   : err_set(&err, KITE_EXIT_ERROR, "out of memory");
+	free(s);
+	if (rc < 0)
+		return fault(r, "Cannot migrate: %s", err.msg);
+	return 0;
+}
+
+static int h_get_migration(const json_t *b, const char *id, struct reply *r)
+{
+	(void)b;
+	(void)id;
+	r->body = migration_status_json();
+	return 0;
 }
 
 static const struct route routes[] = {
@@ -874,6 +963,9 @@ static const struct route routes[] = {
 	{"PUT", "/serial", "SerialDevice", h_put_serial, M_PUT_SERIAL, PRE_BOOT},
 	{"PUT", "/snapshot/create", "SnapshotCreateParams", h_put_snapshot_create, M_PUT_SNAPSHOT_CREATE, POST_BOOT},
 	{"PUT", "/snapshot/load", "SnapshotLoadParams", h_put_snapshot_load, M_PUT_SNAPSHOT_LOAD, PRE_BOOT},
+	{"PUT", "/migration/receive", "MigrationReceive", h_put_migration_receive, M_PUT_MIGRATION, PRE_BOOT},
+	{"PUT", "/migration/send", "MigrationSend", h_put_migration_send, M_PUT_MIGRATION, POST_BOOT},
+	{"GET", "/migration", NULL, h_get_migration, M_GET_MIGRATION, ANY},
 };
 
 /* The route for method+path, with the {id} of prefix routes. */
@@ -952,7 +1044,8 @@ static int dispatch(const char *method, const char *path, const char *body, size
 		goto out;
 	r->status = 204;
 	ret = rt->handler(json, id, r);
-	if (ret == 0 && rt->when == PRE_BOOT && rt->metric != M_PUT_LOGGER && rt->metric != M_PUT_METRICS)
+	if (ret == 0 && rt->when == PRE_BOOT && rt->metric != M_PUT_LOGGER && rt->metric != M_PUT_METRICS &&
+	    rt->metric != M_PUT_MIGRATION)
 		ctl.configured = true;
 out:
 	json_decref(json);

@@ -42,6 +42,8 @@ static const char *const names[M_COUNT][2] = {
 	[M_PATCH_VM] = {"patch_api_requests", "vmm_count"},
 	[M_PUT_SNAPSHOT_CREATE] = {"put_api_requests", "snapshot_create_count"},
 	[M_PUT_SNAPSHOT_LOAD] = {"put_api_requests", "snapshot_load_count"},
+	[M_PUT_MIGRATION] = {"put_api_requests", "migration_count"}, /* kite's own routes */
+	[M_GET_MIGRATION] = {"get_api_requests", "migration_count"},
 	[M_API_FAILURES] = {"kite", "api_request_failures"},
 };
 

@@ -19,6 +19,7 @@
 #include "devices/device.h"
 #include "snapshot/snapshot.h"
 #include "snapshot/vmstate.h"
+#include "virtio/virtio.h"
 
 #define IO_TIMEOUT_S 30
 #define PAGE_REC (8 + GMEM_PAGE)
@@ -303,7 +304,7 @@ static void run_send(void)
 	struct vm *vm = wk.vm;
 	struct kite_err err = {0};
 	double t0 = now_ms(), t_pause = 0;
-	bool paused_here = false, logging = false, user_paused = __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE);
+	bool paused_here = false, logging = false, quiesced = false, user_paused = __atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE);
 	uint64_t pages = vm->mem.ram_size / GMEM_PAGE;
 	size_t words = (size_t)((pages + 63) / 64);
 	uint64_t *bitmap = calloc(words ? words : 1, sizeof(uint64_t));
@@ -370,6 +371,10 @@ static void run_send(void)
 		vcpus_pause(vm);
 		paused_here = true;
 	}
+	/* Devices settle what is in flight (which may write guest memory) before
+	 * the last dirty pages are read. */
+	virtio_quiesce_all(vm);
+	quiesced = true;
 	uint64_t *last = calloc(words ? words : 1, sizeof(uint64_t));
 	if (!last)
 		goto io_fail;
@@ -411,8 +416,10 @@ static void run_send(void)
 	log_info("migration: done in %.1f ms, paused %.1f ms", end - t0, end - t_pause);
 	close(fd);
 	fd = -1;
-	/* The guest runs at the destination now: this copy must never run again. */
+	/* The guest runs at the destination now: this copy must never run again,
+	 * nor its devices serve a queue (the disk is the destination's now). */
 	vm_request_stop(vm, KITE_EXIT_OK, "migrated to %s (paused %.1f ms)", wk.dest, end - t_pause);
+	virtio_abandon_all(vm);
 	goto done;
 io_fail:
 	fail("cannot %s %s: %s; the VM runs on here", step, wk.dest, strerror(errno ? errno : EIO));
@@ -420,6 +427,8 @@ io_fail:
 err_fail:
 	fail("%s; the VM runs on here", err.msg);
 out:
+	if (quiesced)
+		virtio_resume_all(vm);
 	if (logging && !vm->cfg->track_dirty)
 		set_logging(vm, false);
 	if (paused_here)

@@ -13,6 +13,7 @@
 
 #include "devices/device.h"
 #include "snapshot/vmstate.h"
+#include "virtio/virtio.h"
 
 #define CONFIG_MAX (1u << 20)
 
@@ -147,6 +148,9 @@ int snapshot_create(struct vm *vm, const char *config_json, const char *state_pa
 	snapw_u32(&w, GMEM_PAGE);
 	snapw_u8(&w, diff);
 	snapw_end(&w);
+	/* Devices first: settling what is in flight may still write guest memory
+	 * and raise interrupts, which the vCPU, irqchip and memory saves then see. */
+	virtio_quiesce_all(vm);
 	int rc = vmstate_save(vm, &w, err);
 	if (rc == 0)
 		rc = devices_save(vm, &w, err);
@@ -155,6 +159,7 @@ int snapshot_create(struct vm *vm, const char *config_json, const char *state_pa
 		rc = write_memory(vm, mem_path, diff, err);
 	if (rc == 0)
 		rc = snapw_write_file(&w, state_path, err);
+	virtio_resume_all(vm);
 	snapw_free(&w);
 	return rc;
 }

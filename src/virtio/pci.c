@@ -1026,6 +1026,21 @@ void virtio_resume_all(struct vm *vm)
 	}
 }
 
+void virtio_abandon_all(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_virtio; i++) {
+		struct virtio_dev *d = vm->virtio[i];
+		if (!d->quiesced)
+			continue;
+		/* As if the driver had reset it, without touching the backends: no
+		 * kick or timer serves a queue again, so nothing the guest queued
+		 * reaches a disk or network from this copy. */
+		d->status = 0;
+		d->quiesced = false;
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
 int virtio_save_all(struct vm *vm, struct snap_writer *w, struct kite_err *err)
 {
 	/* Every refusal before the first byte: no half-written state. */

@@ -215,6 +215,9 @@ void virtio_dev_unwatch(struct virtio_dev *d, int fd);
 void virtio_quiesce_all(struct vm *vm);
 int virtio_save_all(struct vm *vm, struct snap_writer *w, struct kite_err *err);
 void virtio_resume_all(struct vm *vm);
+/* After the VM moved elsewhere (migration done): lets go of quiesced devices
+ * without serving their queues again, so this copy touches no backend. */
+void virtio_abandon_all(struct vm *vm);
 int virtio_restore_all(struct vm *vm, const struct snap_reader *r, struct kite_err *err);
 /* Frees every virtio device of the VM (the transport's teardown hook, after
  * the vCPUs stopped; for tests that build a VM without the device registry). */

@@ -16,6 +16,7 @@
 #include "arch/x86/cpu.h"
 #include "devices/device.h"
 #include "gdb/gdb.h"
+#include "migration/migrate.h"
 #include "snapshot/snapshot.h"
 #include "stats/stats.h"
 
@@ -176,13 +177,14 @@ int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *e
 	    step(vm, devices_create(vm, err), "devices created") < 0 ||
 	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 ||
 	    (!fresh && step(vm, snapshot_restore(vm, err), "snapshot restored") < 0) || stats_start(vm) < 0 ||
-	    (cfg->gdb && gdb_stub_start(vm, cfg->gdb, err) < 0) ||
+	    (cfg->gdb && gdb_stub_start(vm, cfg->gdb, err) < 0) || migration_prepare(vm, err) < 0 ||
 	    vcpus_start(vm, err) < 0 || step(vm, seccomp_lockdown(&cfg->seccomp, err), "seccomp on") < 0) {
 		if (!err->code)
 			err_set(err, KITE_EXIT_ERROR, "cannot start the VM");
 		vm_request_stop(vm, err->code, "%s", err->msg);
 		vcpus_stop(vm);
 		gdb_stub_stop(vm);
+		migration_stop(vm);
 		stats_stop(vm);
 		devices_destroy(vm);
 		vm_destroy(vm);
@@ -215,6 +217,7 @@ int machine_wait(struct vm *vm)
 
 	vcpus_stop(vm);
 	gdb_stub_stop(vm);
+	migration_stop(vm);
 	if (vm->cfg->stats_path)
 		write_stats(vm, vm->cfg->stats_path);
 	stats_stop(vm);

@@ -106,9 +106,14 @@ static int build(scmp_filter_ctx ctx)
 	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && rc == 0; i++)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffULL, ioctls[i] & 0xffffffffUL));
-	/* Unix sockets only: no network of kite's own (the guest's goes through TAP). */
+	/* Unix sockets (the guest's network goes through TAP) ... */
 	if (rc == 0)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+	/* ... and TCP streams for live migration (the source connects out). */
+	for (int fam = 0; fam < 2 && rc == 0; fam++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
+				      SCMP_A0(SCMP_CMP_EQ, fam ? AF_INET6 : AF_INET),
+				      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
 	/* Threads created just before the filter name themselves as they start. */
 	if (rc == 0)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
