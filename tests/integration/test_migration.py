@@ -59,6 +59,19 @@ def assert_source_runs_on(src):
     assert src.req("GET", "/").json["state"] == "Running"
 
 
+def assert_joined(src, dst, upto=None):
+    """The two consoles read as one uninterrupted run: the pause may cut a line in
+    two, its start on the source's console, its end on the destination's."""
+    got = counts(src.stdout() + dst.stdout())
+    assert got == list(range(1, (upto or got[-1]) + 1)), got
+    assert len(counts(dst.stdout())) >= 2  # the destination counted on
+
+
+def wait_dst_past(src, dst, k=2):
+    """Waits until the destination has counted k beyond the source's last line."""
+    dst.wait_console(f"count {counts(src.stdout())[-1] + k} ")
+
+
 def test_migrate_over_loopback(spawn):
     src = boot(spawn, stop=120)
     dst = spawn("--level", "info")
@@ -73,12 +86,10 @@ def test_migrate_over_loopback(spawn):
     # The source is done once the guest runs at the destination.
     assert src.wait_exit() == 0
     assert re.search(r"migrated to 127\.0\.0\.1:\d+ \(paused [\d.]+ ms\)", src.stderr()), src.stderr()
-    last = counts(src.stdout())[-1]
     st = wait_state(dst, "completed")  # while the guest still counts there
     assert st["peer"] == "127.0.0.1" and st["pages"] > 0, st
     dst.wait_console("counter: done")
-    got = counts(dst.stdout())
-    assert got == list(range(last + 1, 121)), got[:3]
+    assert_joined(src, dst, 120)
     assert "ASSERT" not in dst.stdout() + dst.stderr()
     assert dst.wait_exit() == 0
 
@@ -96,7 +107,8 @@ def test_progress_is_reported_and_downtime_measured(spawn):
     st = wait_state(dst, "completed", "failed")
     assert st["state"] == "completed", st
     assert st["bytes"] > st["pages"] * 4096 > 0
-    dst.wait_console(f"count {counts(src.stdout())[-1] + 3} ")
+    wait_dst_past(src, dst, 3)
+    assert_joined(src, dst)
     m = re.search(r"migration: done in ([\d.]+) ms, paused ([\d.]+) ms", src.stderr())
     assert m and 0 < float(m.group(2)) <= float(m.group(1)), src.stderr()
 
@@ -143,7 +155,8 @@ def test_destination_gone_midway_source_runs_on(spawn, nbytes):
     assert dst.req("PUT", "/migration/receive", {"listen": f"127.0.0.1:{port2}"}).status == 204
     assert src.req("PUT", "/migration/send", {"destination": f"127.0.0.1:{port2}"}).status == 204
     assert src.wait_exit() == 0
-    dst.wait_console(f"count {counts(src.stdout())[-1] + 1} ")
+    wait_dst_past(src, dst)
+    assert_joined(src, dst)
 
 
 def test_nobody_listening_source_runs_on(spawn):
@@ -325,7 +338,8 @@ def test_migrate_across_network_namespaces(kite, workdir):
         assert dst.req("PUT", "/migration/receive", {"listen": "10.99.0.2:7000"}).status == 204
         assert src.req("PUT", "/migration/send", {"destination": "10.99.0.2:7000"}).status == 204
         assert src.wait_exit() == 0
-        dst.wait_console(f"count {counts(src.stdout())[-1] + 2} ")
+        wait_dst_past(src, dst)
+        assert_joined(src, dst)
         st = status(dst)
         assert st["state"] == "completed" and st["peer"] == "10.99.0.1", st
     finally:
