@@ -65,6 +65,26 @@ static unsigned msrs_xfer(int fd, unsigned long req, struct kvm_msrs *m, unsigne
 	return kept;
 }
 
+/* A vCPU's CPUID into c (room for MAX_CPUID entries), with c->nent the real
+ * count. Kernels disagree on where they report it: Linux 6.1 writes nent back
+ * only when KVM_GET_CPUID2 fails with E2BIG, later kernels only when it
+ * succeeds. Asking with no room first tells them apart. */
+static int get_cpuid(int fd, struct kvm_cpuid2 *c)
+{
+	c->nent = 0;
+	if (ioctl(fd, KVM_GET_CPUID2, c) == 0)
+		return 0; /* no entries at all */
+	if (errno != E2BIG || c->nent > MAX_CPUID)
+		return -1;
+	unsigned n = c->nent ? c->nent : MAX_CPUID; /* 0: it tells on success */
+	c->nent = n;
+	if (ioctl(fd, KVM_GET_CPUID2, c) < 0)
+		return -1;
+	if (c->nent > n)
+		return -1;
+	return 0;
+}
+
 /* ---- save ---- */
 
 static void put_raw(struct snap_writer *w, const char *tag, uint32_t inst, const void *p, size_t n)
@@ -154,8 +174,7 @@ static int save_vcpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *l
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + MAX_CPUID * sizeof(c->entries[0]));
 	if (!c)
 		return err_set(err, KITE_EXIT_ERROR, "out of memory");
-	c->nent = MAX_CPUID;
-	if (ioctl(fd, KVM_GET_CPUID2, c) < 0) {
+	if (get_cpuid(fd, c) < 0) {
 		free(c);
 		return kvm_fail(err, "KVM_GET_CPUID2", id);
 	}
@@ -295,8 +314,7 @@ static int check_vcpu(struct vm *vm, const struct snap_reader *r, uint32_t id, s
 		      struct kite_err *err)
 {
 	struct snap_cursor c;
-	host->nent = MAX_CPUID;
-	if (id >= vm->nr_vcpus || ioctl(vm->vcpus[id].fd, KVM_GET_CPUID2, host) < 0)
+	if (id >= vm->nr_vcpus || get_cpuid(vm->vcpus[id].fd, host) < 0)
 		return kvm_fail(err, "KVM_GET_CPUID2", id);
 	if (!snapr_find(r, "CPID", id, &c) || c.len % sizeof(struct kvm_cpuid_entry2) ||
 	    c.len / sizeof(struct kvm_cpuid_entry2) > MAX_CPUID)
