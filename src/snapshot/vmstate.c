@@ -66,22 +66,21 @@ static unsigned msrs_xfer(int fd, unsigned long req, struct kvm_msrs *m, unsigne
 }
 
 /* A vCPU's CPUID into c (room for MAX_CPUID entries), with c->nent the real
- * count. Kernels disagree on where they report it: Linux 6.1 writes nent back
- * only when KVM_GET_CPUID2 fails with E2BIG, later kernels only when it
- * succeeds. Asking with no room first tells them apart. */
+ * count. Kernels differ in whether KVM_GET_CPUID2 writes the count back (Linux
+ * 6.1 as shipped by Debian leaves the caller's), so the entries come into a
+ * zeroed array and the unused tail (all-zero entries: a real leaf 0 never is)
+ * is cut off. */
 static int get_cpuid(int fd, struct kvm_cpuid2 *c)
 {
-	c->nent = 0;
-	if (ioctl(fd, KVM_GET_CPUID2, c) == 0)
-		return 0; /* no entries at all */
-	if (errno != E2BIG || c->nent > MAX_CPUID)
-		return -1;
-	unsigned n = c->nent ? c->nent : MAX_CPUID; /* 0: it tells on success */
-	c->nent = n;
+	memset(c->entries, 0, MAX_CPUID * sizeof(c->entries[0]));
+	c->nent = MAX_CPUID;
 	if (ioctl(fd, KVM_GET_CPUID2, c) < 0)
 		return -1;
-	if (c->nent > n)
-		return -1;
+	unsigned n = c->nent <= MAX_CPUID ? c->nent : MAX_CPUID;
+	static const struct kvm_cpuid_entry2 zero;
+	while (n && memcmp(&c->entries[n - 1], &zero, sizeof(zero)) == 0)
+		n--;
+	c->nent = n;
 	return 0;
 }
 
