@@ -53,7 +53,8 @@ static struct controller {
 	json_t *config;
 	int start_code; /* exit code class of the last failed InstanceStart */
 	bool configured; /* a boot resource was set (snapshot load is refused then) */
-} ctl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	int uffd;        /* the Uffd backend's userfaultfd of a loaded snapshot, or -1 */
+} ctl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .uffd = -1};
 
 struct reply {
 	int status;
@@ -842,16 +843,16 @@ static int h_put_snapshot_load(const json_t *b, const char *id, struct reply *r)
 	const char *mem_path = json_string_value(json_object_get(b, "mem_file_path"));
 	if (!!backend == !!mem_path)
 		return fault(r, "Cannot load the snapshot: give exactly one of mem_backend and mem_file_path.");
+	bool uffd = false;
 	if (backend) {
-		if (strcmp(json_string_value(json_object_get(backend, "backend_type")), "File") != 0)
-			return fault(r, "Cannot load the snapshot: memory backend '%s' is not supported by kite yet "
-					"(use File).",
-				     json_string_value(json_object_get(backend, "backend_type")));
+		uffd = strcmp(json_string_value(json_object_get(backend, "backend_type")), "Uffd") == 0;
 		mem_path = json_string_value(json_object_get(backend, "backend_path"));
 	}
 	const char *hp = json_string_value(json_object_get(b, "huge_pages"));
 	if (hp && strcmp(hp, "Snapshot") != 0 && strcmp(hp, "None") != 0)
-		return fault(r, "Cannot load the snapshot: huge_pages %s needs a Uffd memory backend.", hp);
+		return fault(r, "Cannot load the snapshot: huge_pages %s is not supported by kite's snapshot loads yet "
+				"(Snapshot or None).",
+			     hp);
 
 	const char *path = json_string_value(json_object_get(b, "snapshot_path"));
 	struct snap_reader snap;
@@ -860,13 +861,25 @@ static int h_put_snapshot_load(const json_t *b, const char *id, struct reply *r)
 	uint64_t bytes = 0;
 	if (snapshot_open(path, &snap, &conf_s, &bytes, &err) < 0)
 		return fault(r, "Cannot load the snapshot: %s", err.msg);
-	int rc = -1;
-	int fd = snapshot_open_mem(mem_path, bytes, &err);
-	if (fd < 0)
+	int rc = -1, fd = -1, ufd = -1;
+	void *base = NULL;
+	bool resume = json_is_true(json_object_get(b, "resume_vm"));
+	bool realtime = json_is_true(json_object_get(b, "clock_realtime"));
+	if (uffd) {
+		/* Pages come from the handler on first touch, the state from the file now. */
+		if (snapshot_uffd_memory(mem_path, bytes, &base, &ufd, &err) < 0)
+			fault(r, "Cannot load the snapshot: %s", err.msg);
+		else
+			rc = start_restored(conf_s, b, -1, base, bytes, &snap, resume, realtime, r);
+		if (rc == 0)
+			ctl.uffd = ufd; /* registered for the VM's life */
+		else if (ufd >= 0)
+			close(ufd);
+	} else if ((fd = snapshot_open_mem(mem_path, bytes, &err)) < 0) {
 		fault(r, "Cannot load the snapshot: %s", err.msg);
-	else
-		rc = start_restored(conf_s, b, fd, NULL, bytes, &snap, json_is_true(json_object_get(b, "resume_vm")),
-				    json_is_true(json_object_get(b, "clock_realtime")), r);
+	} else {
+		rc = start_restored(conf_s, b, fd, NULL, bytes, &snap, resume, realtime, r);
+	}
 	if (fd >= 0)
 		close(fd);
 	free(conf_s);

@@ -7,10 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch/x86/layout.h"
 #include "devices/device.h"
 #include "snapshot/vmstate.h"
 #include "virtio/virtio.h"
@@ -216,6 +222,81 @@ int snapshot_open_mem(const char *mem_path, uint64_t mem_bytes, struct kite_err 
 			       mem_path, (long long)st.st_size, (unsigned long long)mem_bytes);
 	}
 	return fd;
+}
+
+int snapshot_uffd_memory(const char *uds, uint64_t bytes, void **base_out, int *uffd_out, struct kite_err *err)
+{
+	void *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return err_set(err, KITE_EXIT_ERROR, "cannot map %llu MiB of guest memory: %s",
+			       (unsigned long long)(bytes >> 20), strerror(errno));
+	int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int sock = -1;
+	const char *what = "userfaultfd";
+	if (uffd < 0)
+		goto fail;
+	struct uffdio_api api = {.api = UFFD_API};
+	what = "UFFDIO_API";
+	if (ioctl(uffd, UFFDIO_API, &api) < 0)
+		goto fail;
+	struct uffdio_register reg = {.range = {.start = (uint64_t)(uintptr_t)base, .len = bytes},
+				      .mode = UFFDIO_REGISTER_MODE_MISSING};
+	what = "UFFDIO_REGISTER";
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+		goto fail;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(uds) >= sizeof(sa.sun_path)) {
+		munmap(base, bytes);
+		close(uffd);
+		return err_set(err, KITE_EXIT_USAGE, "Uffd handler socket '%s': path too long", uds);
+	}
+	strcpy(sa.sun_path, uds);
+	what = "connect to the Uffd handler";
+	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0 || connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto fail;
+	/* Firecracker's message: one mapping per memory region (host address, size,
+	 * offset in the memory file, page size), the userfaultfd attached. */
+	char msg[512];
+	uint64_t low = bytes < LAYOUT_MMIO_HOLE_START ? bytes : LAYOUT_MMIO_HOLE_START;
+	int n = snprintf(msg, sizeof(msg),
+			 "[{\"base_host_virt_addr\":%llu,\"size\":%llu,\"offset\":0,\"page_size\":%u,"
+			 "\"page_size_kib\":%u}",
+			 (unsigned long long)(uintptr_t)base, (unsigned long long)low, GMEM_PAGE, GMEM_PAGE / 1024);
+	if (bytes > low)
+		n += snprintf(msg + n, sizeof(msg) - (size_t)n,
+			      ",{\"base_host_virt_addr\":%llu,\"size\":%llu,\"offset\":%llu,\"page_size\":%u,"
+			      "\"page_size_kib\":%u}",
+			      (unsigned long long)(uintptr_t)base + low, (unsigned long long)(bytes - low),
+			      (unsigned long long)low, GMEM_PAGE, GMEM_PAGE / 1024);
+	n += snprintf(msg + n, sizeof(msg) - (size_t)n, "]");
+	struct iovec iov = {.iov_base = msg, .iov_len = (size_t)n};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	memset(&ctl, 0, sizeof(ctl));
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &uffd, sizeof(int));
+	what = "send the mappings to the Uffd handler";
+	if (sendmsg(sock, &mh, MSG_NOSIGNAL) != n)
+		goto fail;
+	close(sock); /* the handler has what it needs; it serves faults from now on */
+	*base_out = base;
+	*uffd_out = uffd;
+	return 0;
+fail:;
+	int e = errno;
+	if (sock >= 0)
+		close(sock);
+	if (uffd >= 0)
+		close(uffd);
+	munmap(base, bytes);
+	return err_set(err, KITE_EXIT_ERROR, "Uffd backend '%s': %s: %s", uds, what, strerror(e));
 }
 
 int snapshot_restore(struct vm *vm, struct kite_err *err)

@@ -27,6 +27,13 @@ int snapshot_open(const char *state_path, struct snap_reader *r, char **config_j
 /* Opens a memory file for a guest of mem_bytes: it must be exactly that long. */
 int snapshot_open_mem(const char *mem_path, uint64_t mem_bytes, struct kite_err *err);
 
+/* The Uffd memory backend (Firecracker's protocol): anonymous guest memory
+ * registered with a userfaultfd, which goes with the regions' mappings (JSON:
+ * base_host_virt_addr, size, offset, page_size) to the handler listening on uds.
+ * The handler then fills every page on first touch. *base_out: the memory (the
+ * VM takes it over), *uffd_out: kept open for the VM's life. */
+int snapshot_uffd_memory(const char *uds, uint64_t bytes, void **base_out, int *uffd_out, struct kite_err *err);
+
 /* Restore mode of machine_start: vCPU and device state from cfg->restore onto
  * the VM, after devices_create and vcpus_create. */
 int snapshot_restore(struct vm *vm, struct kite_err *err);

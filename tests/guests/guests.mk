@@ -36,5 +36,12 @@ $(BUILD)/guests/bootparams.bin: tests/guests/bootparams.c $(GUEST_DEPS)
 	$(Q)objcopy -O binary $@.link $@
 GUEST_BINS += $(BUILD)/guests/bootparams.bin
 
+# Test tools that run on the host beside kite.
+$(BUILD)/tools/uffd-handler: tests/tools/uffd_handler.c
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$@)
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+GUEST_BINS += $(BUILD)/tools/uffd-handler
+
 guests: $(GUEST_BINS)
 .PHONY: guests
