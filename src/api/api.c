@@ -869,8 +869,11 @@ static int h_put_snapshot_load(const json_t *b, const char *id, struct reply *r)
 		/* Pages come from the handler on first touch, the state from the file now. */
 		if (snapshot_uffd_memory(mem_path, bytes, &base, &ufd, &err) < 0)
 			fault(r, "Cannot load the snapshot: %s", err.msg);
-		else
+		else {
+			ctl.cfg.restore_mem_uffd = true;
 			rc = start_restored(conf_s, b, -1, base, bytes, &snap, resume, realtime, r);
+			ctl.cfg.restore_mem_uffd = false;
+		}
 		if (rc == 0)
 			ctl.uffd = ufd; /* registered for the VM's life */
 		else if (ufd >= 0)

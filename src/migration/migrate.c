@@ -248,7 +248,7 @@ static int set_logging(struct vm *vm, bool on)
 	return 0;
 }
 
-/* Sends the pages set in bitmap (all non-zero pages when bitmap is NULL). */
+/* Sends the pages set in bitmap. */
 static int send_pages(int fd, struct vm *vm, const uint64_t *bitmap, uint64_t *sent)
 {
 	const struct gmem *m = &vm->mem;
@@ -261,7 +261,7 @@ static int send_pages(int fd, struct vm *vm, const uint64_t *bitmap, uint64_t *s
 	*sent = 0;
 	for (uint64_t p = 0; p < pages && rc == 0; p++) {
 		const uint8_t *src = m->base + p * GMEM_PAGE;
-		if (bitmap ? !(bitmap[p / 64] >> (p % 64) & 1) : snapshot_page_is_zero(src))
+		if (!(bitmap[p / 64] >> (p % 64) & 1))
 			continue;
 		put_le(buf + n * PAGE_REC, p, 8);
 		memcpy(buf + n * PAGE_REC + 8, src, GMEM_PAGE);
@@ -338,7 +338,8 @@ static void run_send(void)
 		goto err_fail;
 	double r0 = now_ms();
 	uint64_t sent;
-	if (send_pages(fd, vm, NULL, &sent) < 0)
+	gmem_nonzero(&vm->mem, bitmap);
+	if (send_pages(fd, vm, bitmap, &sent) < 0)
 		goto io_fail;
 	double bw = (double)(sent * PAGE_REC) / ((now_ms() - r0) / 1e3 + 1e-6); /* bytes/s */
 	for (unsigned round = 1;; round++) {

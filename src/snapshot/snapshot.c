@@ -25,15 +25,6 @@
 
 /* ---- guest memory ---- */
 
-bool snapshot_page_is_zero(const uint8_t *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	for (unsigned i = 0; i < GMEM_PAGE / 8; i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
 static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
 	while (n) {
@@ -93,6 +84,18 @@ static int write_memory(struct vm *vm, const char *path, bool diff, struct kite_
 		}
 		gmem_collect_dirty(&vm->mem, dirty);
 	}
+	uint64_t *want = dirty;
+	if (!diff) {
+		/* Full: every page that is not zero (zero pages stay holes). */
+		want = calloc(words ? words : 1, sizeof(uint64_t));
+		if (!want) {
+			free(dirty);
+			return err_set(err, KITE_EXIT_ERROR, "out of memory");
+		}
+		gmem_nonzero(m, want);
+		free(dirty);
+		dirty = want;
+	}
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp%d", path, (int)getpid()) >= (int)sizeof(tmp)) {
 		free(dirty);
@@ -106,14 +109,12 @@ static int write_memory(struct vm *vm, const char *path, bool diff, struct kite_
 	int rc = ftruncate(fd, (off_t)m->ram_size);
 	uint64_t written = 0;
 	for (uint64_t p = 0; p < pages && rc == 0;) {
-		bool want = diff ? (dirty[p / 64] >> (p % 64) & 1) : !snapshot_page_is_zero(m->base + p * GMEM_PAGE);
-		if (!want) {
+		if (!(dirty[p / 64] >> (p % 64) & 1)) {
 			p++;
 			continue;
 		}
 		uint64_t q = p + 1; /* one write per run of pages */
-		while (q < pages && q - p < 256 &&
-		       (diff ? (dirty[q / 64] >> (q % 64) & 1) : !snapshot_page_is_zero(m->base + q * GMEM_PAGE)))
+		while (q < pages && q - p < 256 && (dirty[q / 64] >> (q % 64) & 1))
 			q++;
 		rc = write_all(fd, m->base + p * GMEM_PAGE, (size_t)((q - p) * GMEM_PAGE), p * GMEM_PAGE);
 		written += q - p;

@@ -41,7 +41,6 @@ int snapshot_restore(struct vm *vm, struct kite_err *err);
 /* KVM's dirty log of every memslot (read and cleared) ORed into bitmap, bit i
  * being 4 KiB page i of RAM in the host mapping's order. Slots must log. */
 int snapshot_dirty_log(struct vm *vm, uint64_t *bitmap, struct kite_err *err);
-bool snapshot_page_is_zero(const uint8_t *p);
 
 /* `kite snapshot-fold BASE DIFF`: copies the pages a diff memory file holds onto
  * its base memory file (same size), so the base becomes the memory of the diff's

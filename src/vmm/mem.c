@@ -1,6 +1,8 @@
 #include "vmm/mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/mman.h>
@@ -196,4 +198,40 @@ int gmem_write(const struct gmem *m, uint64_t gpa, const void *src, uint64_t len
 uint64_t gmem_low_end(const struct gmem *m)
 {
 	return m->nr_regions ? m->region[0].size : 0;
+}
+
+static bool page_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	for (unsigned i = 0; i < GMEM_PAGE / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+void gmem_nonzero(const struct gmem *m, uint64_t *bitmap)
+{
+	uint64_t pages = m->ram_size / GMEM_PAGE;
+	memset(bitmap, 0, (size_t)((pages + 63) / 64) * sizeof(uint64_t));
+	int pm = m->absent_is_zero ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1;
+	enum { CHUNK = 4096 };
+	static __thread uint64_t ent[CHUNK];
+	for (uint64_t p = 0; p < pages; p += CHUNK) {
+		uint64_t n = pages - p < CHUNK ? pages - p : CHUNK;
+		bool known = false;
+		if (pm >= 0) {
+			off_t off = (off_t)(((uintptr_t)m->base / GMEM_PAGE + p) * 8);
+			known = pread(pm, ent, (size_t)n * 8, off) == (ssize_t)(n * 8);
+		}
+		for (uint64_t i = 0; i < n; i++) {
+			const uint8_t *pg = m->base + (p + i) * GMEM_PAGE;
+			bool present = (ent[i] >> 63) & 1, swapped = (ent[i] >> 62) & 1;
+			if (known && !present && !swapped)
+				continue; /* never populated: zero, left untouched */
+			if ((known && swapped) || !page_zero(pg))
+				bitmap[(p + i) / 64] |= 1ULL << ((p + i) % 64);
+		}
+	}
+	if (pm >= 0)
+		close(pm);
 }

@@ -28,6 +28,9 @@ struct gmem {
 	 * of base, set by every gmem_ptr() while non-NULL: KVM's dirty log sees
 	 * only the guest's writes. Snapshots and migration read and clear it. */
 	uint64_t *dirty;
+	/* Pages the host has never populated read as zero (anonymous RAM kite made,
+	 * not a file or a userfaultfd): gmem_nonzero may skip them unread. */
+	bool absent_is_zero;
 };
 
 #define GMEM_PAGE 4096u
@@ -57,6 +60,11 @@ int gmem_track_dirty(struct gmem *m);
 /* Moves the VMM-written bits into bitmap (ORed in: bit i is page i of RAM as
  * laid out in base) and clears them. */
 void gmem_collect_dirty(struct gmem *m, uint64_t *bitmap);
+/* Sets in bitmap (cleared first; bit i = page i of base) every page that is not
+ * all zeros. With absent_is_zero, pages the host never populated are skipped
+ * without touching them (/proc/self/pagemap), so a large, mostly untouched guest
+ * costs little; swapped-out pages count as not zero. */
+void gmem_nonzero(const struct gmem *m, uint64_t *bitmap);
 
 /* Host pointer for [gpa, gpa+len) or NULL when any byte is outside RAM. len 0 is
  * treated as 1 byte (the address itself must be RAM). */

@@ -159,6 +159,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 	/* RAM before the irqchip: on some backends the first memslot after
 	 * KVM_CREATE_IRQCHIP waits ~7 ms for an RCU grace period, before it none
 	 * (bench/README.md, vmcost). The wait moves to teardown, after the guest. */
+	/* Kite's own anonymous RAM, or a migration's (zeroed, then filled): a page
+	 * never populated is a zero page. Not so for a memory file or a userfaultfd. */
+	vm->mem.absent_is_zero = !cfg->restore || (cfg->restore_mem_base && !cfg->restore_mem_uffd);
 	if (register_memslots(vm, err) < 0)
 		return -1;
 	if (cfg->track_dirty && gmem_track_dirty(&vm->mem) < 0)

@@ -99,6 +99,7 @@ struct vm_config {
 	const struct snap_reader *restore;
 	int restore_mem_fd;
 	void *restore_mem_base;    /* or RAM already filled (migration): the VM takes it over */
+	bool restore_mem_uffd;     /* ... whose pages a userfaultfd handler fills (Uffd backend) */
 	bool restore_clock_realtime;
 	bool start_paused;
 };

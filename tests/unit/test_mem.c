@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "arch/x86/layout.h"
 #include "vmm/mem.h"
@@ -298,6 +299,43 @@ static void read_write_big_high_region(void **state)
 #define S(f) cmocka_unit_test_setup_teardown(f, small_setup, small_teardown)
 #define B(f) cmocka_unit_test_setup_teardown(f, big_setup, big_teardown)
 
+/* gmem_nonzero: pages with data are found; pages written back to zero are not;
+ * with absent_is_zero, pages never populated are skipped unread (here: still not
+ * resident afterwards), and the answer is the same as reading every page. */
+static void nonzero_pages(void **state)
+{
+	(void)state;
+	struct gmem m;
+	const uint64_t size = 8 << 20, pages = size / GMEM_PAGE;
+	assert_int_equal(gmem_init(&m, size, NULL), 0);
+	m.base[3 * GMEM_PAGE + 17] = 1;           /* page 3 */
+	m.base[1000 * GMEM_PAGE + 4095] = 0x80;   /* page 1000, last byte */
+	m.base[1500 * GMEM_PAGE] = 5;             /* page 1500, then back to zero */
+	m.base[1500 * GMEM_PAGE] = 0;
+	uint64_t *a = calloc(pages / 64, 8), *b = calloc(pages / 64, 8);
+	m.absent_is_zero = true;
+	gmem_nonzero(&m, a);
+	m.absent_is_zero = false;
+	gmem_nonzero(&m, b);
+	assert_memory_equal(a, b, pages / 8);
+	for (uint64_t p = 0; p < pages; p++)
+		assert_int_equal((a[p / 64] >> (p % 64)) & 1, p == 3 || p == 1000);
+	/* Reading every page made them resident (the zero page); a second map skips them. */
+	gmem_free(&m);
+	assert_int_equal(gmem_init(&m, size, NULL), 0);
+	m.absent_is_zero = true;
+	gmem_nonzero(&m, a);
+	for (uint64_t i = 0; i < pages / 64; i++)
+		assert_int_equal(a[i], 0);
+	unsigned char vec[8];
+	assert_int_equal(mincore(m.base + 4000 * GMEM_PAGE, 8 * GMEM_PAGE, vec), 0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(vec[i] & 1, 0); /* never touched */
+	free(a);
+	free(b);
+	gmem_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -311,6 +349,7 @@ int main(void)
 		S(ptr_len_zero_is_one_byte),
 		S(ptr_huge_and_overflowing),
 		cmocka_unit_test(ptr_uninitialised_is_empty),
+		cmocka_unit_test(nonzero_pages),
 		B(ptr_big_hole),
 		B(ptr_big_ranges_spanning_hole),
 		B(ptr_big_high_region_end),
