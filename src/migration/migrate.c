@@ -39,6 +39,7 @@ static struct {
 	double bandwidth_mib_s;   /* measured */
 	double est_downtime_ms;   /* remaining pages at the measured bandwidth */
 	double downtime_ms;       /* paused until the destination ran (source, at the end) */
+	double stream_downtime_ms; /* paused until the last byte was sent */
 	double total_ms;
 	unsigned downtime_target_ms;
 	char error[400];
@@ -93,6 +94,7 @@ json_t *migration_status_json(void)
 		json_object_set_new(j, "peer", json_string(st.peer));
 	if (strcmp(st.state, "completed") == 0) {
 		json_object_set_new(j, "downtime_ms", json_real(st.downtime_ms));
+		json_object_set_new(j, "stream_downtime_ms", json_real(st.stream_downtime_ms));
 		json_object_set_new(j, "total_ms", json_real(st.total_ms));
 	}
 	if (st.error[0])
@@ -398,6 +400,7 @@ static void run_send(void)
 	}
 	if (send_msg(fd, MIG_STATE, blob, blen, NULL, 0) < 0 || send_msg(fd, MIG_END, NULL, 0, NULL, 0) < 0)
 		goto io_fail;
+	double t_sent = now_ms();
 	step = "wait for the destination's answer to";
 	set_timeouts(fd, 120);
 	uint8_t answer = 0;
@@ -412,9 +415,11 @@ static void run_send(void)
 	st.state = "completed";
 	st.busy = false;
 	st.downtime_ms = end - t_pause;
+	st.stream_downtime_ms = t_sent - t_pause;
 	st.total_ms = end - t0;
 	pthread_mutex_unlock(&st.lock);
-	log_info("migration: done in %.1f ms, paused %.1f ms", end - t0, end - t_pause);
+	log_info("migration: done in %.1f ms, paused %.1f ms (the last byte sent %.1f ms after the pause)", end - t0,
+		 end - t_pause, t_sent - t_pause);
 	close(fd);
 	fd = -1;
 	/* The guest runs at the destination now: this copy must never run again,
