@@ -14,6 +14,10 @@
 #                       /stats latency; and with --seccomp the seccomp filter on vs off
 #   bench/lab-boot.sh   (nested-SVM lab) Debian kernel boot to init and to exit:
 #                       kite vs QEMU microvm
+#   bench/snapshot.py   (this host's /dev/kvm) snapshot create and restore latency, 128 MiB
+#                       and 1 GiB tiny guests, kite vs QEMU (migrate to/from a file)
+#   bench/lab-migrate.sh (nested-SVM lab) live migration total time and downtime, idle and
+#                       dirtying Linux guest, kite vs QEMU
 #   bench/lab-virtio.sh (nested-SVM lab) virtio-blk and virtio-net throughput, IOPS and
 #                       exits per I/O: kite vs QEMU
 #   --quick    fewer runs (startup -n 5, exitcost -n 50000 -r 3, api -n 5 -N 500 -r 1,
@@ -70,8 +74,10 @@ if [ "$quick" = 1 ]; then
 	bench api "$BENCH_DIR/api.sh" -n 5 -N 500 -r 1
 	bench statscost "$BENCH_DIR/statscost.sh" -n 50000 -r 3 -N 500
 	bench seccompcost "$BENCH_DIR/statscost.sh" --seccomp -n 50000 -r 3
+	bench snapshot "$BENCH_DIR/snapshot.py" -n 3
 	[ "$lab" = 0 ] || bench lab-boot "$BENCH_DIR/lab-boot.sh" -n 1
 	[ "$lab" = 0 ] || bench lab-virtio "$BENCH_DIR/lab-virtio.sh" -n 1
+	[ "$lab" = 0 ] || bench lab-migrate "$BENCH_DIR/lab-migrate.sh" -n 1
 else
 	bench startup "$BENCH_DIR/startup.sh"
 	bench exitcost "$BENCH_DIR/exitcost.sh"
@@ -79,12 +85,14 @@ else
 	bench api "$BENCH_DIR/api.sh"
 	bench statscost "$BENCH_DIR/statscost.sh"
 	bench seccompcost "$BENCH_DIR/statscost.sh" --seccomp
+	bench snapshot "$BENCH_DIR/snapshot.py"
 	[ "$lab" = 0 ] || bench lab-boot "$BENCH_DIR/lab-boot.sh"
 	[ "$lab" = 0 ] || bench lab-virtio "$BENCH_DIR/lab-virtio.sh"
+	[ "$lab" = 0 ] || bench lab-migrate "$BENCH_DIR/lab-migrate.sh"
 fi
 
 echo "kite: $KITE ($("$KITE" --version 2>/dev/null || echo '?'), tree $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"
-for f in startup exitcost vmcost api statscost seccompcost lab-boot lab-virtio; do
+for f in startup exitcost vmcost api statscost seccompcost snapshot lab-boot lab-virtio lab-migrate; do
 	[ -f "$tmp/$f.out" ] && cat "$tmp/$f.out"
 done
 if [ ${#failed[@]} -gt 0 ]; then
