@@ -698,6 +698,19 @@ static int h_get_vm_config(const json_t *b, const char *id, struct reply *r)
 
 /* ---- snapshots (docs/snapshots.md) ---- */
 
+/* The configuration a snapshot or a migration carries (malloc'd JSON, or NULL):
+ * the VM's, without the process-wide logger and metrics, which stay with the
+ * process that set them. */
+static char *portable_config(void)
+{
+	json_t *conf = vm_config_json();
+	json_object_del(conf, "logger");
+	json_object_del(conf, "metrics");
+	char *s = json_dumps(conf, JSON_COMPACT);
+	json_decref(conf);
+	return s;
+}
+
 static int h_put_snapshot_create(const json_t *b, const char *id, struct reply *r)
 {
 	(void)id;
@@ -707,12 +720,7 @@ static int h_put_snapshot_create(const json_t *b, const char *id, struct reply *
 		return fault(r, "Cannot create a snapshot while a migration is running.");
 	const char *type = json_string_value(json_object_get(b, "snapshot_type"));
 	bool diff = type && strcmp(type, "Diff") == 0;
-	json_t *conf = vm_config_json();
-	/* Process-wide settings stay with the process that set them. */
-	json_object_del(conf, "logger");
-	json_object_del(conf, "metrics");
-	char *s = json_dumps(conf, JSON_COMPACT);
-	json_decref(conf);
+	char *s = portable_config();
 	struct kite_err err = {0};
 	int rc = s ? snapshot_create(&ctl.vm, s, json_string_value(json_object_get(b, "snapshot_path")),
 				     json_string_value(json_object_get(b, "mem_file_path")), diff, &err)
@@ -927,11 +935,7 @@ static int h_put_migration_send(const json_t *b, const char *id, struct reply *r
 {
 	(void)id;
 	const json_t *dt = json_object_get(b, "downtime_ms"), *mr = json_object_get(b, "max_rounds");
-	json_t *conf = vm_config_json();
-	json_object_del(conf, "logger");
-	json_object_del(conf, "metrics");
-	char *s = json_dumps(conf, JSON_COMPACT);
-	json_decref(conf);
+	char *s = portable_config();
 	struct kite_err err = {0};
 	int rc = s ? migration_send(&ctl.vm, s, json_string_value(json_object_get(b, "destination")),
 				    dt ? (unsigned)json_integer_value(dt) : 300, mr ? (unsigned)json_integer_value(mr) : 30,

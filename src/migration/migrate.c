@@ -180,31 +180,17 @@ static int recv_all(int fd, void *p, size_t n)
 	return 0;
 }
 
-static void put_le(uint8_t *p, uint64_t v, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, unsigned n)
-{
-	uint64_t v = 0;
-	for (unsigned i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 /* One message: head, payload in up to two parts, CRC over all. */
 static int send_msg(int fd, uint32_t type, const void *a, size_t alen, const void *b, size_t blen)
 {
 	uint8_t head[16], tail[8];
-	put_le(head, type, 4);
-	put_le(head + 4, 0, 4);
-	put_le(head + 8, alen + blen, 8);
+	snap_put_le(head, type, 4);
+	snap_put_le(head + 4, 0, 4);
+	snap_put_le(head + 8, alen + blen, 8);
 	uint64_t crc = snap_crc64(0, head, sizeof(head));
 	crc = snap_crc64(crc, a, alen);
 	crc = snap_crc64(crc, b, blen);
-	put_le(tail, crc, 8);
+	snap_put_le(tail, crc, 8);
 	if (send_all(fd, head, sizeof(head)) < 0 || (alen && send_all(fd, a, alen) < 0) ||
 	    (blen && send_all(fd, b, blen) < 0) || send_all(fd, tail, sizeof(tail)) < 0)
 		return -1;
@@ -233,18 +219,8 @@ static struct {
  * from the first time on, see gmem_track_dirty). */
 static int set_logging(struct vm *vm, bool on)
 {
-	for (int i = 0; i < vm->mem.nr_regions; i++) {
-		const struct gmem_region *r = &vm->mem.region[i];
-		struct kvm_userspace_memory_region slot = {
-			.slot = (uint32_t)i,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
-			.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
-		};
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
-			return -1;
-	}
+	if (vm_set_memslots(vm, on ? KVM_MEM_LOG_DIRTY_PAGES : 0) < 0)
+		return -1;
 	if (on && gmem_track_dirty(&vm->mem) < 0)
 		return -1;
 	return 0;
@@ -265,7 +241,7 @@ static int send_pages(int fd, struct vm *vm, const uint64_t *bitmap, uint64_t *s
 		const uint8_t *src = m->base + p * GMEM_PAGE;
 		if (!(bitmap[p / 64] >> (p % 64) & 1))
 			continue;
-		put_le(buf + n * PAGE_REC, p, 8);
+		snap_put_le(buf + n * PAGE_REC, p, 8);
 		memcpy(buf + n * PAGE_REC + 8, src, GMEM_PAGE);
 		if (++n == MIG_PAGES_PER_MSG) {
 			rc = send_msg(fd, MIG_PAGES, buf, n * PAGE_REC, NULL, 0);
@@ -323,10 +299,10 @@ static void run_send(void)
 	step = "send";
 	uint8_t hdr[16];
 	memcpy(hdr, MIG_MAGIC, 8);
-	put_le(hdr + 8, MIG_VERSION, 4);
-	put_le(hdr + 12, 0, 4);
+	snap_put_le(hdr + 8, MIG_VERSION, 4);
+	snap_put_le(hdr + 12, 0, 4);
 	uint8_t ram[8];
-	put_le(ram, vm->mem.ram_size, 8);
+	snap_put_le(ram, vm->mem.ram_size, 8);
 	if (send_all(fd, hdr, sizeof(hdr)) < 0 || send_msg(fd, MIG_CONFIG, ram, 8, wk.config, strlen(wk.config)) < 0)
 		goto io_fail;
 	if (set_logging(vm, true) < 0) {
@@ -544,9 +520,9 @@ static int recv_msg(int fd, uint32_t *type, uint8_t **payload, size_t *len, unsi
 		snprintf(msg, msz, "the stream ended before its END message (message %u): %s", nr, strerror(errno));
 		return -1;
 	}
-	*type = (uint32_t)get_le(head, 4);
-	uint64_t n = get_le(head + 8, 8);
-	if (get_le(head + 4, 4) != 0 || n > MIG_MAX_PAYLOAD || *type < MIG_CONFIG || *type > MIG_END) {
+	*type = (uint32_t)snap_get_le(head, 4);
+	uint64_t n = snap_get_le(head + 8, 8);
+	if (snap_get_le(head + 4, 4) != 0 || n > MIG_MAX_PAYLOAD || *type < MIG_CONFIG || *type > MIG_END) {
 		snprintf(msg, msz, "corrupt migration stream: message %u has type %u and %llu bytes", nr, *type,
 			 (unsigned long long)n);
 		return -1;
@@ -562,7 +538,7 @@ static int recv_msg(int fd, uint32_t *type, uint8_t **payload, size_t *len, unsi
 		return -1;
 	}
 	uint64_t crc = snap_crc64(snap_crc64(0, head, sizeof(head)), p, n);
-	if (crc != get_le(tail, 8)) {
+	if (crc != snap_get_le(tail, 8)) {
 		free(p);
 		snprintf(msg, msz, "corrupt migration stream: checksum mismatch in message %u (type %u)", nr, *type);
 		return -1;
@@ -589,9 +565,9 @@ static void receive(int fd)
 		snprintf(msg, sizeof(msg), "not a kite migration stream");
 		goto out;
 	}
-	if (get_le(hdr + 8, 4) != MIG_VERSION || get_le(hdr + 12, 4) != 0) {
+	if (snap_get_le(hdr + 8, 4) != MIG_VERSION || snap_get_le(hdr + 12, 4) != 0) {
 		snprintf(msg, sizeof(msg), "migration stream version %u; this kite speaks version %u",
-			 (unsigned)get_le(hdr + 8, 4), MIG_VERSION);
+			 (unsigned)snap_get_le(hdr + 8, 4), MIG_VERSION);
 		goto out;
 	}
 	set_state("receiving");
@@ -613,7 +589,7 @@ static void receive(int fd)
 				snprintf(msg, sizeof(msg), "corrupt migration stream: a second or empty configuration");
 				goto out;
 			}
-			ram = get_le(p, 8);
+			ram = snap_get_le(p, 8);
 			if (ram == 0 || ram % (1u << 20) || ram > (1ULL << 40)) {
 				free(p);
 				snprintf(msg, sizeof(msg), "corrupt migration stream: %llu bytes of RAM",
@@ -638,7 +614,7 @@ static void receive(int fd)
 			uint64_t count = 0;
 			bool bad = n % PAGE_REC != 0;
 			for (size_t off = 0; !bad && off < n; off += PAGE_REC, count++) {
-				uint64_t idx = get_le(p + off, 8);
+				uint64_t idx = snap_get_le(p + off, 8);
 				if (idx >= ram / GMEM_PAGE)
 					bad = true;
 				else

@@ -39,13 +39,13 @@ uint64_t snap_crc64(uint64_t crc, const void *p, size_t n)
 
 /* ---- little-endian helpers ---- */
 
-static void put_le(uint8_t *p, uint64_t v, unsigned n)
+void snap_put_le(uint8_t *p, uint64_t v, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint64_t get_le(const uint8_t *p, unsigned n)
+uint64_t snap_get_le(const uint8_t *p, unsigned n)
 {
 	uint64_t v = 0;
 	for (unsigned i = 0; i < n; i++)
@@ -103,8 +103,8 @@ void snapw_begin(struct snap_writer *w, const char *tag, uint32_t inst)
 	if (!p)
 		return;
 	memcpy(p, tag, 4);
-	put_le(p + 4, inst, 4);
-	put_le(p + 8, 0, 8);
+	snap_put_le(p + 4, inst, 4);
+	snap_put_le(p + 8, 0, 8);
 	w->open = true;
 }
 
@@ -122,7 +122,7 @@ void snapw_bytes(struct snap_writer *w, const void *src, size_t n)
 static void put_n(struct snap_writer *w, uint64_t v, unsigned n)
 {
 	uint8_t b[8];
-	put_le(b, v, n);
+	snap_put_le(b, v, n);
 	snapw_bytes(w, b, n);
 }
 
@@ -140,7 +140,7 @@ void snapw_end(struct snap_writer *w)
 	w->open = false;
 	if (w->oom)
 		return;
-	put_le(w->buf + w->sec_start + 8, w->len - w->sec_start - 16, 8);
+	snap_put_le(w->buf + w->sec_start + 8, w->len - w->sec_start - 16, 8);
 	w->nsec++;
 }
 
@@ -158,16 +158,16 @@ int snapw_seal(struct snap_writer *w, const uint8_t **out, size_t *len)
 		return -1;
 	uint8_t *h = w->buf;
 	memcpy(h, SNAP_MAGIC, 8);
-	put_le(h + 8, SNAP_VERSION, 4);
-	put_le(h + 12, 0, 4);
-	put_le(h + 16, w->nsec, 4);
-	put_le(h + 20, 0, 4);
-	put_le(h + 24, w->len - SNAP_HEADER_LEN, 8);
+	snap_put_le(h + 8, SNAP_VERSION, 4);
+	snap_put_le(h + 12, 0, 4);
+	snap_put_le(h + 16, w->nsec, 4);
+	snap_put_le(h + 20, 0, 4);
+	snap_put_le(h + 24, w->len - SNAP_HEADER_LEN, 8);
 	size_t body_end = w->len;
 	uint8_t *t = room(w, SNAP_TRAILER_LEN);
 	if (!t)
 		return -1;
-	put_le(t, snap_crc64(0, w->buf, body_end), 8);
+	snap_put_le(t, snap_crc64(0, w->buf, body_end), 8);
 	*out = w->buf;
 	*len = w->len;
 	w->len = body_end; /* sealing again rewrites the same trailer */
@@ -231,28 +231,28 @@ static int parse(struct snap_reader *r, const char *what, struct kite_err *err)
 		err_set(err, KITE_EXIT_IMAGE, "%s: not a kite state file (no KITESNAP header)", what);
 		goto out;
 	}
-	r->version = (uint32_t)get_le(b + 8, 4);
+	r->version = (uint32_t)snap_get_le(b + 8, 4);
 	if (r->version == 0 || r->version > SNAP_VERSION) {
 		err_set(err, KITE_EXIT_IMAGE, "%s: state file version %u; this kite reads version %u", what,
 			r->version, SNAP_VERSION);
 		goto out;
 	}
-	uint64_t body = get_le(b + 24, 8);
+	uint64_t body = snap_get_le(b + 24, 8);
 	if (body != len - SNAP_HEADER_LEN - SNAP_TRAILER_LEN) {
 		err_set(err, KITE_EXIT_IMAGE, "%s: truncated or extended (%zu bytes, the header says %llu)", what,
 			len, (unsigned long long)(body + SNAP_HEADER_LEN + SNAP_TRAILER_LEN));
 		goto out;
 	}
-	uint64_t want = get_le(b + len - SNAP_TRAILER_LEN, 8);
+	uint64_t want = snap_get_le(b + len - SNAP_TRAILER_LEN, 8);
 	if (snap_crc64(0, b, len - SNAP_TRAILER_LEN) != want) {
 		err_set(err, KITE_EXIT_IMAGE, "%s: checksum mismatch (the file is corrupt)", what);
 		goto out;
 	}
-	if (get_le(b + 12, 4) != 0 || get_le(b + 20, 4) != 0) {
+	if (snap_get_le(b + 12, 4) != 0 || snap_get_le(b + 20, 4) != 0) {
 		err_set(err, KITE_EXIT_IMAGE, "%s: unknown header flags", what);
 		goto out;
 	}
-	uint32_t n = (uint32_t)get_le(b + 16, 4);
+	uint32_t n = (uint32_t)snap_get_le(b + 16, 4);
 	if (n > body / 16) {
 		err_set(err, KITE_EXIT_IMAGE, "%s: %u sections cannot fit in %llu bytes", what, n,
 			(unsigned long long)body);
@@ -271,8 +271,8 @@ static int parse(struct snap_reader *r, const char *what, struct kite_err *err)
 		}
 		struct snap_index *s = &r->sec[i];
 		memcpy(s->tag, b + off, 4);
-		s->inst = (uint32_t)get_le(b + off + 4, 4);
-		uint64_t sl = get_le(b + off + 8, 8);
+		s->inst = (uint32_t)snap_get_le(b + off + 4, 4);
+		uint64_t sl = snap_get_le(b + off + 8, 8);
 		off += 16;
 		if (sl > end - off) {
 			err_set(err, KITE_EXIT_IMAGE, "%s: section %u runs past the end", what, i);
@@ -388,7 +388,7 @@ static uint64_t get_n(struct snap_cursor *c, unsigned n)
 {
 	uint8_t b[8];
 	snapc_bytes(c, b, n);
-	return get_le(b, n);
+	return snap_get_le(b, n);
 }
 
 uint8_t snapc_u8(struct snap_cursor *c) { return (uint8_t)get_n(c, 1); }

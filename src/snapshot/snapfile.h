@@ -95,6 +95,11 @@ void snapc_bytes(struct snap_cursor *c, void *dst, size_t n);
 /* Every byte read and none missing. */
 bool snapc_done(const struct snap_cursor *c);
 
+/* Little-endian integers of n (1..8) bytes, for the state file and the
+ * migration stream. */
+void snap_put_le(uint8_t *p, uint64_t v, unsigned n);
+uint64_t snap_get_le(const uint8_t *p, unsigned n);
+
 /* CRC-64/XZ (ECMA-182 polynomial, reflected, inverted): check value of
  * "123456789" is 0x995dc9bbdf1939fa. Chain by passing the previous result. */
 uint64_t snap_crc64(uint64_t crc, const void *p, size_t n);

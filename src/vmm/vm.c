@@ -84,7 +84,7 @@ static int get_supported_cpuid(struct vm *vm, struct kite_err *err)
 	return err_set(err, KITE_EXIT_KVM, "KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
-static int register_memslots(struct vm *vm, struct kite_err *err)
+int vm_set_memslots(struct vm *vm, uint32_t flags)
 {
 	for (int i = 0; i < vm->mem.nr_regions; i++) {
 		const struct gmem_region *r = &vm->mem.region[i];
@@ -93,13 +93,19 @@ static int register_memslots(struct vm *vm, struct kite_err *err)
 			.guest_phys_addr = r->gpa,
 			.memory_size = r->size,
 			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
-			.flags = vm->cfg->track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+			.flags = flags,
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
-			return err_set(err, KITE_EXIT_KVM, "KVM_SET_USER_MEMORY_REGION (%llu MiB at 0x%llx): %s",
-				       (unsigned long long)(r->size >> 20), (unsigned long long)r->gpa,
-				       strerror(errno));
+			return -1;
 	}
+	return 0;
+}
+
+static int register_memslots(struct vm *vm, struct kite_err *err)
+{
+	if (vm_set_memslots(vm, vm->cfg->track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0) < 0)
+		return err_set(err, KITE_EXIT_KVM, "KVM_SET_USER_MEMORY_REGION (%llu MiB of guest memory): %s",
+			       (unsigned long long)(vm->mem.ram_size >> 20), strerror(errno));
 	return 0;
 }
 

@@ -178,6 +178,10 @@ void vm_request_stop(struct vm *vm, int exit_code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 bool vm_stopping(struct vm *vm);
 
+/* (Re)registers every RAM region as a KVM memslot with these flags (0, or
+ * KVM_MEM_LOG_DIRTY_PAGES). 0 or -1 (errno). */
+int vm_set_memslots(struct vm *vm, uint32_t flags);
+
 /* Drives a GSI line of the in-kernel IOAPIC/PIC. */
 void vm_irq_set(struct vm *vm, unsigned gsi, int level);
 /* A fresh GSI above the IOAPIC's pins for an MSI route, or -1 when none is left. */
