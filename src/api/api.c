@@ -772,13 +772,31 @@ static int snapshot_overrides(json_t *conf, const json_t *b, struct reply *r)
 	return 0;
 }
 
-/* Builds and starts the VM a snapshot or a migration carried: its configuration
- * (with the load request's overrides, when there is one) through the API's own
- * handlers, then machine_start in restore mode. RAM comes from mem_fd (a memory
- * file) or mem_base (filled by a migration, taken over by the VM). On failure
- * nothing stays configured, so the process may try again. */
-static int start_restored(const char *conf_s, const json_t *body, int mem_fd, void *mem_base, uint64_t bytes,
-			  const struct snap_reader *snap, bool resume, bool clock_realtime, struct reply *r)
+/* Nothing of a failed load or migration stays configured: the process may try again. */
+static void restored_reset(void)
+{
+	json_t *keep_logger = json_incref(json_object_get(ctl.config, "logger"));
+	json_t *keep_metrics = json_incref(json_object_get(ctl.config, "metrics"));
+	json_decref(ctl.config);
+	ctl.config = json_object();
+	if (keep_logger)
+		json_object_set_new(ctl.config, "logger", keep_logger);
+	if (keep_metrics)
+		json_object_set_new(ctl.config, "metrics", keep_metrics);
+	ctl.configured = false;
+	ctl.cfg.restore = NULL;
+	ctl.cfg.restoring = false;
+	ctl.cfg.restore_mem_base = NULL;
+}
+
+/* Builds the VM a snapshot or a migration carries, not yet running: its
+ * configuration (with the load request's overrides, when there is one) through
+ * the API's own handlers, then machine_prepare in restore mode. RAM comes from
+ * mem_fd (a memory file) or mem_base (filled by a migration or a userfaultfd,
+ * taken over by the VM). On failure nothing stays configured and mem_base is
+ * unmapped. */
+static int restored_prepare(const char *conf_s, const json_t *body, int mem_fd, void *mem_base, uint64_t bytes,
+			    bool resume, bool clock_realtime, struct reply *r)
 {
 	json_error_t je;
 	json_t *conf = json_loads(conf_s, JSON_REJECT_DUPLICATES, &je);
@@ -786,7 +804,7 @@ static int start_restored(const char *conf_s, const json_t *body, int mem_fd, vo
 	int rc = -1;
 	if (!json_is_object(conf)) {
 		fault(r, "Cannot load the snapshot: it holds no valid VM configuration.");
-		goto reset;
+		goto fail;
 	}
 	if (snapshot_overrides(conf, body, r) < 0 || apply_sections(conf, r) < 0) {
 		if (!strstr(r->fault, "snapshot")) {
@@ -794,51 +812,64 @@ static int start_restored(const char *conf_s, const json_t *body, int mem_fd, vo
 			snprintf(f, sizeof(f), "%s", r->fault);
 			fault(r, "Cannot load the snapshot: its configuration: %.340s", f);
 		}
-		goto reset;
+		goto fail;
 	}
 	if ((uint64_t)json_integer_value(json_object_get(machine_config(), "mem_size_mib")) << 20 != bytes) {
 		fault(r, "Cannot load the snapshot: its configuration and its memory disagree on the size.");
-		goto reset;
+		goto fail;
 	}
 	if (build_vm_config(r) < 0)
-		goto reset;
-	ctl.cfg.restore = snap;
+		goto fail;
+	ctl.cfg.restoring = true;
 	ctl.cfg.restore_mem_fd = mem_fd;
 	ctl.cfg.restore_mem_base = mem_base;
 	ctl.cfg.restore_clock_realtime = clock_realtime;
 	ctl.cfg.start_paused = !resume;
 	vm_init(&ctl.vm);
-	if (machine_start(&ctl.vm, &ctl.cfg, &err) < 0) {
+	if (machine_prepare(&ctl.vm, &ctl.cfg, &err) < 0) {
 		ctl.start_code = err.code;
 		fault(r, "Cannot load the snapshot: %s", err.msg);
 		mem_base = NULL; /* vm_destroy unmapped it */
-		goto reset;
+		goto fail;
 	}
+	rc = 0;
+	goto out;
+fail:
+	if (mem_base)
+		munmap(mem_base, bytes);
+	restored_reset();
+out:
+	json_decref(conf);
+	return rc;
+}
+
+/* Sets snap's state on the VM restored_prepare made and lets it run. */
+static int restored_finish(const struct snap_reader *snap, bool resume, struct reply *r)
+{
+	struct kite_err err = {0};
+	ctl.cfg.restore = snap;
+	int rc = machine_finish(&ctl.vm, &err);
+	if (rc < 0) {
+		ctl.start_code = err.code;
+		fault(r, "Cannot load the snapshot: %s", err.msg);
+		restored_reset();
+		return -1;
+	}
+	ctl.cfg.restore = NULL;
+	ctl.cfg.restore_mem_base = NULL;
 	ctl.state = resume ? RUNNING : PAUSED;
 	ctl.started = true;
 	metrics_set_vm(&ctl.vm);
 	pthread_cond_broadcast(&ctl.cond);
-	rc = 0;
-	goto out;
-reset:
-	if (mem_base)
-		munmap(mem_base, bytes);
-	{
-		json_t *keep_logger = json_incref(json_object_get(ctl.config, "logger"));
-		json_t *keep_metrics = json_incref(json_object_get(ctl.config, "metrics"));
-		json_decref(ctl.config);
-		ctl.config = json_object();
-		if (keep_logger)
-			json_object_set_new(ctl.config, "logger", keep_logger);
-		if (keep_metrics)
-			json_object_set_new(ctl.config, "metrics", keep_metrics);
-		ctl.configured = false;
-	}
-out:
-	ctl.cfg.restore = NULL;
-	ctl.cfg.restore_mem_base = NULL;
-	json_decref(conf);
-	return rc;
+	return 0;
+}
+
+static int start_restored(const char *conf_s, const json_t *body, int mem_fd, void *mem_base, uint64_t bytes,
+			  const struct snap_reader *snap, bool resume, bool clock_realtime, struct reply *r)
+{
+	if (restored_prepare(conf_s, body, mem_fd, mem_base, bytes, resume, clock_realtime, r) < 0)
+		return -1;
+	return restored_finish(snap, resume, r);
 }
 
 static int h_put_snapshot_load(const json_t *b, const char *id, struct reply *r)
@@ -900,9 +931,10 @@ static int h_put_snapshot_load(const json_t *b, const char *id, struct reply *r)
 
 /* ---- live migration (docs/migration.md) ---- */
 
-/* The receiving thread's callback: the stream is whole, build the VM from it. */
-static int mig_build(const char *config_json, void *mem, uint64_t bytes, const struct snap_reader *state,
-		     struct kite_err *err)
+/* The receiving thread's callbacks. The configuration has arrived: build the VM
+ * around the memory the pages will land in, so that once the last page and the
+ * state are there only the state remains to set (a shorter pause). */
+static int mig_prepare(const char *config_json, void *mem, uint64_t bytes, struct kite_err *err)
 {
 	struct reply r = {0};
 	pthread_mutex_lock(&ctl.lock);
@@ -911,13 +943,39 @@ static int mig_build(const char *config_json, void *mem, uint64_t bytes, const s
 		munmap(mem, bytes);
 		rc = err_set(err, KITE_EXIT_USAGE, "this kite was configured while it received the VM");
 	} else {
-		rc = start_restored(config_json, NULL, -1, mem, bytes, state, true, false, &r);
+		rc = restored_prepare(config_json, NULL, -1, mem, bytes, true, false, &r);
 		if (rc < 0)
 			err_set(err, KITE_EXIT_ERROR, "%s", r.fault);
 	}
 	pthread_mutex_unlock(&ctl.lock);
 	return rc;
 }
+
+/* The stream is whole and checked: set the state and run. */
+static int mig_finish(const struct snap_reader *state, struct kite_err *err)
+{
+	struct reply r = {0};
+	pthread_mutex_lock(&ctl.lock);
+	int rc = restored_finish(state, true, &r);
+	if (rc < 0)
+		err_set(err, KITE_EXIT_ERROR, "%s", r.fault);
+	pthread_mutex_unlock(&ctl.lock);
+	return rc;
+}
+
+/* The stream failed after mig_prepare: the VM that never ran goes. */
+static void mig_abort(const char *why)
+{
+	struct kite_err err = {0};
+	err_set(&err, KITE_EXIT_ERROR, "migration failed: %s", why);
+	pthread_mutex_lock(&ctl.lock);
+	machine_abort(&ctl.vm, &err);
+	vm_init(&ctl.vm);
+	restored_reset();
+	pthread_mutex_unlock(&ctl.lock);
+}
+
+static const struct mig_dest_ops mig_ops = {.prepare = mig_prepare, .finish = mig_finish, .abort = mig_abort};
 
 static int h_put_migration_receive(const json_t *b, const char *id, struct reply *r)
 {
@@ -926,7 +984,7 @@ static int h_put_migration_receive(const json_t *b, const char *id, struct reply
 		return fault(r, "Receiving a migration is only allowed before anything but the logger and metrics "
 				"is configured.");
 	struct kite_err err = {0};
-	if (migration_listen(json_string_value(json_object_get(b, "listen")), mig_build, &err) < 0)
+	if (migration_listen(json_string_value(json_object_get(b, "listen")), &mig_ops, &err) < 0)
 		return fault(r, "Cannot receive a migration: %s", err.msg);
 	return 0;
 }

@@ -508,7 +508,7 @@ int migration_send(struct vm *vm, const char *config_json, const char *dest, uns
 
 static struct {
 	int lfd;
-	mig_build_fn build;
+	const struct mig_dest_ops *ops;
 } rx = {.lfd = -1};
 
 /* Reads one message; *payload is malloc'd. Errors are written to msg. */
@@ -559,7 +559,8 @@ static void receive(int fd)
 	uint8_t *mem = NULL, *state = NULL;
 	uint64_t ram = 0;
 	size_t state_len = 0;
-	bool ok = false, ended = false;
+	bool ok = false, ended = false, prepared = false;
+	struct kite_err err = {0};
 	set_timeouts(fd, IO_TIMEOUT_S);
 	if (recv_all(fd, hdr, sizeof(hdr)) < 0 || memcmp(hdr, MIG_MAGIC, 8) != 0) {
 		snprintf(msg, sizeof(msg), "not a kite migration stream");
@@ -609,6 +610,14 @@ static void receive(int fd)
 					 (unsigned long long)(ram >> 20), strerror(errno));
 				goto out;
 			}
+			/* The VM is built now, around this memory; the pages land in it.
+			 * It runs only once the whole stream has arrived. */
+			if (rx.ops->prepare(config, mem, ram, &err) < 0) {
+				mem = NULL; /* prepare unmapped it */
+				snprintf(msg, sizeof(msg), "%.390s", err.msg);
+				goto out;
+			}
+			prepared = true;
 			break;
 		case MIG_PAGES: {
 			uint64_t count = 0;
@@ -647,22 +656,25 @@ static void receive(int fd)
 		goto out;
 	}
 	struct snap_reader r;
-	struct kite_err err = {0};
 	if (snapr_open_buf(&r, state, state_len, "migration state", &err) < 0) {
 		snprintf(msg, sizeof(msg), "%.390s", err.msg);
 		goto out;
 	}
-	/* Everything arrived and checked out: only now does a VM exist here. */
-	int rc = rx.build(config, mem, ram, &r, &err);
+	/* Everything arrived and checked out: only now does the VM run here. */
+	int rc = rx.ops->finish(&r, &err);
 	snapr_free(&r);
+	prepared = false; /* finish ran it, or tore it down */
+	mem = NULL;       /* the VM's, or gone with it */
 	if (rc < 0) {
 		snprintf(msg, sizeof(msg), "%.390s", err.msg);
-		mem = NULL; /* build unmapped it */
 		goto out;
 	}
-	mem = NULL; /* the VM's now */
 	ok = true;
 out:
+	if (prepared) {
+		rx.ops->abort(msg); /* a VM that never ran, and its memory */
+		mem = NULL;
+	}
 	{
 		uint8_t answer = ok ? 'K' : 'F';
 		if (send_all(fd, &answer, 1) < 0 && ok)
@@ -709,7 +721,7 @@ static void *receiver_main(void *arg)
 	return NULL;
 }
 
-int migration_listen(const char *addr, mig_build_fn build, struct kite_err *err)
+int migration_listen(const char *addr, const struct mig_dest_ops *ops, struct kite_err *err)
 {
 	struct sockaddr_storage ss;
 	unsigned len;
@@ -730,7 +742,7 @@ int migration_listen(const char *addr, mig_build_fn build, struct kite_err *err)
 		return err_set(err, KITE_EXIT_ERROR, "cannot listen on %s: %s", addr, strerror(e));
 	}
 	rx.lfd = fd;
-	rx.build = build;
+	rx.ops = ops;
 	pthread_mutex_lock(&st.lock);
 	st.busy = true;
 	st.state = "listening";

@@ -40,14 +40,18 @@ void migration_stop(struct vm *vm);
 int migration_send(struct vm *vm, const char *config_json, const char *dest, unsigned downtime_ms,
 		   unsigned max_rounds, struct kite_err *err);
 
-/* Destination: listens on addr (numeric, as above) and receives one VM. When
- * the whole stream has arrived and checked out, build() makes and starts the VM
- * from it (on the receiving thread); mem is an anonymous mapping of mem_bytes
- * that build() hands to the VM (or unmaps, on failure). build returns 0 or -1
- * with err set. */
-typedef int (*mig_build_fn)(const char *config_json, void *mem, uint64_t mem_bytes,
-			    const struct snap_reader *state, struct kite_err *err);
-int migration_listen(const char *addr, mig_build_fn build, struct kite_err *err);
+/* Destination: listens on addr (numeric, as above) and receives one VM, with
+ * these callbacks on the receiving thread: prepare when the configuration has
+ * arrived (build the VM around mem, an anonymous mapping of mem_bytes the pages
+ * then land in; the VM takes it over, or prepare unmaps it on failure); finish
+ * when the whole stream has arrived and checked out (set the state, run; on
+ * failure the VM is gone); abort when the stream fails after prepare. */
+struct mig_dest_ops {
+	int (*prepare)(const char *config_json, void *mem, uint64_t mem_bytes, struct kite_err *err);
+	int (*finish)(const struct snap_reader *state, struct kite_err *err);
+	void (*abort)(const char *why);
+};
+int migration_listen(const char *addr, const struct mig_dest_ops *ops, struct kite_err *err);
 
 /* True while a migration runs (the API refuses pause/resume/snapshot then). */
 bool migration_busy(void);

@@ -161,42 +161,62 @@ static int step(struct vm *vm, int result, const char *what)
 	return 0;
 }
 
-int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
+void machine_abort(struct vm *vm, struct kite_err *err)
+{
+	if (!err->code)
+		err_set(err, KITE_EXIT_ERROR, "cannot start the VM");
+	vm_request_stop(vm, err->code, "%s", err->msg);
+	vcpus_stop(vm);
+	gdb_stub_stop(vm);
+	migration_stop(vm);
+	stats_stop(vm);
+	devices_destroy(vm);
+	vm_destroy(vm);
+}
+
+int machine_prepare(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 {
 	struct mapped_file kernel = {0}, initrd = {0};
 	vm->cfg = cfg;
 	/* Each step logs its time since exec at --level debug: the start-up profile. */
 	int r = 0;
-	/* A snapshot load brings memory and state instead of a kernel. */
-	bool fresh = !cfg->restore;
+	/* A snapshot load or a migration brings memory and state instead of a kernel. */
+	bool fresh = !cfg->restoring;
 	vm->paused = cfg->start_paused;
 	if ((fresh && step(vm, open_images(cfg, &kernel, &initrd, err), "images opened") < 0) ||
 	    step(vm, kvm_open(vm, err), "kvm opened") < 0 ||
 	    step(vm, vm_create(vm, cfg, err), "vm created") < 0 ||
 	    (fresh && step(vm, load_guest(vm, &kernel, &initrd, err), "guest loaded") < 0) ||
 	    step(vm, devices_create(vm, err), "devices created") < 0 ||
-	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 ||
-	    (!fresh && step(vm, snapshot_restore(vm, err), "snapshot restored") < 0) || stats_start(vm) < 0 ||
-	    (cfg->gdb && gdb_stub_start(vm, cfg->gdb, err) < 0) || migration_prepare(vm, err) < 0 ||
-	    vcpus_start(vm, err) < 0 || step(vm, seccomp_lockdown(&cfg->seccomp, err), "seccomp on") < 0) {
-		if (!err->code)
-			err_set(err, KITE_EXIT_ERROR, "cannot start the VM");
-		vm_request_stop(vm, err->code, "%s", err->msg);
-		vcpus_stop(vm);
-		gdb_stub_stop(vm);
-		migration_stop(vm);
-		stats_stop(vm);
-		devices_destroy(vm);
-		vm_destroy(vm);
+	    step(vm, vcpus_create(vm, err), "vcpus created") < 0) {
+		machine_abort(vm, err);
 		r = -1;
 	}
-	/* vCPU threads wait for this: the guest runs only once the filter is in force. */
-	if (r == 0)
-		vcpus_release(vm);
 	/* The images live in guest RAM now; do not keep their pages resident twice. */
 	unmap_file(&kernel);
 	unmap_file(&initrd);
 	return r;
+}
+
+int machine_finish(struct vm *vm, struct kite_err *err)
+{
+	const struct vm_config *cfg = vm->cfg;
+	if ((cfg->restore && step(vm, snapshot_restore(vm, err), "snapshot restored") < 0) || stats_start(vm) < 0 ||
+	    (cfg->gdb && gdb_stub_start(vm, cfg->gdb, err) < 0) || migration_prepare(vm, err) < 0 ||
+	    vcpus_start(vm, err) < 0 || step(vm, seccomp_lockdown(&cfg->seccomp, err), "seccomp on") < 0) {
+		machine_abort(vm, err);
+		return -1;
+	}
+	/* vCPU threads wait for this: the guest runs only once the filter is in force. */
+	vcpus_release(vm);
+	return 0;
+}
+
+int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
+{
+	if (machine_prepare(vm, cfg, err) < 0)
+		return -1;
+	return machine_finish(vm, err);
 }
 
 /* --stats-file: the final trap accounting, as GET /stats would show it. */

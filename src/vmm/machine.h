@@ -18,6 +18,16 @@ void unmap_file(struct mapped_file *f);
 /* Builds the VM and starts its vCPUs; on failure everything is torn down and
  * err says why. vm must have been through vm_init (again after a failure). */
 int machine_start(struct vm *vm, const struct vm_config *cfg, struct kite_err *err);
+/* machine_start in two halves, for a migration's destination, which builds
+ * the VM when the configuration arrives and starts it when the state has:
+ * prepare makes the VM, its memory, devices and vCPUs (and loads the kernel of a
+ * fresh boot); finish restores cfg->restore's state if set, starts the threads,
+ * locks down and lets the vCPUs in. On failure each has torn everything down.
+ * abort tears down a VM that prepare made and finish was not called for
+ * (err: why, for the log). */
+int machine_prepare(struct vm *vm, const struct vm_config *cfg, struct kite_err *err);
+int machine_finish(struct vm *vm, struct kite_err *err);
+void machine_abort(struct vm *vm, struct kite_err *err);
 /* Waits until the VM stops, tears it down, returns the process exit code. */
 int machine_wait(struct vm *vm);
 /* `kite run`: start, wait, with SIGINT/SIGTERM/SIGHUP stopping the VM. */

@@ -144,11 +144,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
 		log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
 	uint64_t bytes = cfg->mem_mib << 20;
-	if (cfg->restore && cfg->restore_mem_base) {
+	if (cfg->restore_mem_base) {
 		if (gmem_init(&vm->mem, bytes, cfg->restore_mem_base) < 0)
 			return err_set(err, KITE_EXIT_ERROR, "guest memory: %s", strerror(errno));
 		vm->mem.mapped = 1; /* an mmap of bytes: unmapped with the VM */
-	} else if (cfg->restore) {
+	} else if (cfg->restoring) {
 		if (gmem_init_file(&vm->mem, bytes, cfg->restore_mem_fd) < 0)
 			return err_set(err, KITE_EXIT_IMAGE, "cannot map the snapshot's memory file: %s",
 				       strerror(errno));
@@ -167,7 +167,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct kite_err *err)
 	 * (bench/README.md, vmcost). The wait moves to teardown, after the guest. */
 	/* Kite's own anonymous RAM, or a migration's (zeroed, then filled): a page
 	 * never populated is a zero page. Not so for a memory file or a userfaultfd. */
-	vm->mem.absent_is_zero = !cfg->restore || (cfg->restore_mem_base && !cfg->restore_mem_uffd);
+	vm->mem.absent_is_zero = cfg->restore_mem_base ? !cfg->restore_mem_uffd : !cfg->restoring;
 	if (register_memslots(vm, err) < 0)
 		return -1;
 	if (cfg->track_dirty && gmem_track_dirty(&vm->mem) < 0)

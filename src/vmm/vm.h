@@ -97,6 +97,7 @@ struct vm_config {
 	/* Snapshot load: guest RAM from restore_mem_fd (MAP_PRIVATE), the state from
 	 * restore; no kernel is loaded. start_paused: the vCPUs wait for a resume. */
 	const struct snap_reader *restore;
+	bool restoring;            /* memory and state come from a snapshot or a migration */
 	int restore_mem_fd;
 	void *restore_mem_base;    /* or RAM already filled (migration): the VM takes it over */
 	bool restore_mem_uffd;     /* ... whose pages a userfaultfd handler fills (Uffd backend) */

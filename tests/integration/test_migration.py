@@ -6,6 +6,7 @@ guest's progress is read from its console; the migration's from GET /migration.
 Failure cases use stand-ins written here: a destination that hangs up midway, a
 proxy that flips one byte of the stream, a sender of garbage. In every case the
 source must run on and the destination must not run a guest."""
+import json
 import os
 import re
 import shutil
@@ -246,17 +247,22 @@ def msg(t, payload):
     return head + payload + struct.pack("<Q", crc64(head + payload))
 
 
+# A configuration the destination can build a VM from (it does, as soon as it arrives).
+CONF = struct.pack("<Q", 64 << 20) + json.dumps({"boot-source": {"kernel_image_path": str(COUNTER)},
+                                                  "machine-config": {"vcpu_count": 1, "mem_size_mib": 64}}).encode()
+
+
 @pytest.mark.parametrize("data, needle", [
     (b"GET / HTTP/1.1\r\n\r\n", "not a kite migration stream"),
     (b"KITEMIGR" + struct.pack("<II", 2, 0), "version 2; this kite speaks version 1"),
     (b"KITEMIGR" + struct.pack("<II", 1, 0) + msg(2, b""), "does not start with the configuration"),
-    (b"KITEMIGR" + struct.pack("<II", 1, 0) + msg(1, struct.pack("<Q", 64 << 20) + b"{}") + msg(4, b""),
-     "no VM state"),
-    (b"KITEMIGR" + struct.pack("<II", 1, 0) + msg(1, struct.pack("<Q", 64 << 20) + b"{}")
-     + msg(2, struct.pack("<Q", 1 << 40) + bytes(4096)), "a page outside"),
-    (b"KITEMIGR" + struct.pack("<II", 1, 0) + msg(1, struct.pack("<Q", 64 << 20) + b"{}")[:30], "ended inside"),
+    (b"KITEMIGR" + struct.pack("<II", 1, 0) + msg(1, CONF) + msg(4, b""), "no VM state"),
+    (b"KITEMIGR" + struct.pack("<II", 1, 0) + msg(1, CONF) + msg(2, struct.pack("<Q", 1 << 40) + bytes(4096)),
+     "a page outside"),
+    (b"KITEMIGR" + struct.pack("<II", 1, 0) + msg(1, CONF)[:30], "ended inside"),
+    (b"KITEMIGR" + struct.pack("<II", 1, 0) + msg(1, struct.pack("<Q", 64 << 20) + b"{}"), "disagree on the size"),
     (b"KITEMIGR" + struct.pack("<II", 1, 0) + struct.pack("<IIQ", 9, 0, 1 << 62), "type 9"),
-], ids=["http", "version", "order", "no-state", "page-outside", "truncated", "huge"])
+], ids=["http", "version", "order", "no-state", "page-outside", "truncated", "config-size", "huge"])
 def test_destination_rejects_bad_streams(spawn, data, needle):
     dst = spawn("--level", "info")
     port = free_port()
