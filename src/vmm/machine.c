@@ -188,7 +188,8 @@ int machine_prepare(struct vm *vm, const struct vm_config *cfg, struct kite_err 
 	    step(vm, vm_create(vm, cfg, err), "vm created") < 0 ||
 	    (fresh && step(vm, load_guest(vm, &kernel, &initrd, err), "guest loaded") < 0) ||
 	    step(vm, devices_create(vm, err), "devices created") < 0 ||
-	    step(vm, vcpus_create(vm, err), "vcpus created") < 0) {
+	    step(vm, vcpus_create(vm, err), "vcpus created") < 0 ||
+	    step(vm, seccomp_prepare(&cfg->seccomp, err), "seccomp filter compiled") < 0) {
 		machine_abort(vm, err);
 		r = -1;
 	}

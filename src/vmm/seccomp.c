@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -135,7 +136,11 @@ int seccomp_check_file(const char *path, struct kite_err *err)
 	return 0;
 }
 
-static int install_file(const char *path, struct kite_err *err)
+/* The program to install, made ahead of seccomp_lockdown by seccomp_prepare. */
+static struct sock_filter *prog;
+static unsigned short prog_len;
+
+static int read_file(const char *path, struct kite_err *err)
 {
 	if (seccomp_check_file(path, err) < 0)
 		return -1;
@@ -144,55 +149,87 @@ static int install_file(const char *path, struct kite_err *err)
 		return err_set(err, KITE_EXIT_ERROR, "--seccomp-filter '%s': %s", path, strerror(errno));
 	struct stat st;
 	fstat(fd, &st);
-	struct sock_filter *prog = malloc((size_t)st.st_size);
+	prog = malloc((size_t)st.st_size);
 	ssize_t n = prog ? read(fd, prog, (size_t)st.st_size) : -1;
 	close(fd);
 	if (n != st.st_size) {
 		free(prog);
+		prog = NULL;
 		return err_set(err, KITE_EXIT_ERROR, "--seccomp-filter '%s': short read", path);
 	}
-	struct sock_fprog fp = {.len = (unsigned short)(st.st_size / sizeof(struct sock_filter)), .filter = prog};
-	long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fp);
-	int e = errno;
-	free(prog);
-	if (r != 0)
-		return err_set(err, KITE_EXIT_ERROR, "--seccomp-filter '%s': the kernel refused it: %s", path,
-			       r > 0 ? "a thread could not take it" : strerror(e));
+	prog_len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
 	return 0;
 }
 
-int seccomp_lockdown(const struct seccomp_opts *o, struct kite_err *err)
+/* kite's allowlist, compiled by libseccomp into a classic-BPF program. */
+static int compile(struct kite_err *err)
 {
-	if (o->mode == SECCOMP_OFF)
-		return 0;
-	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSYS, &sa, NULL);
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return err_set(err, KITE_EXIT_ERROR, "seccomp: PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-	if (o->mode == SECCOMP_FILE) {
-		if (install_file(o->file, err) < 0)
-			return -1;
-		active = true;
-		return 0;
-	}
 	scmp_filter_ctx ctx = seccomp_init(getenv("KITE_SECCOMP_LOG") ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
 	if (!ctx)
 		return err_set(err, KITE_EXIT_ERROR, "seccomp: cannot create a filter");
 	int rc = build(ctx);
-	if (rc == 0)
-		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	/* The hot path is one ioctl (KVM_RUN) per exit: test it first, and let
 	 * libseccomp lay the rest out as a binary tree, not a list. */
 	if (rc == 0)
 		rc = seccomp_syscall_priority(ctx, SCMP_SYS(ioctl), 255);
 	if (rc == 0 && seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) != 0)
 		log_debug("seccomp: no binary-tree layout in this libseccomp");
+	int mfd = rc == 0 ? memfd_create("kite-seccomp", MFD_CLOEXEC) : -1;
+	if (rc == 0 && mfd < 0)
+		rc = -errno;
 	if (rc == 0)
-		rc = seccomp_load(ctx);
+		rc = seccomp_export_bpf(ctx, mfd);
 	seccomp_release(ctx);
-	if (rc != 0)
-		return err_set(err, KITE_EXIT_ERROR, "seccomp: installing the filter failed: %s", strerror(-rc));
+	off_t len = rc == 0 ? lseek(mfd, 0, SEEK_END) : 0;
+	if (rc == 0 && (len <= 0 || len % (off_t)sizeof(struct sock_filter) ||
+			len / (off_t)sizeof(struct sock_filter) > MAX_FILTER_INSNS))
+		rc = -EINVAL;
+	if (rc == 0 && !(prog = malloc((size_t)len)))
+		rc = -ENOMEM;
+	if (rc == 0 && pread(mfd, prog, (size_t)len, 0) != len)
+		rc = -EIO;
+	if (mfd >= 0)
+		close(mfd);
+	if (rc != 0) {
+		free(prog);
+		prog = NULL;
+		return err_set(err, KITE_EXIT_ERROR, "seccomp: building the filter failed: %s", strerror(-rc));
+	}
+	prog_len = (unsigned short)(len / (off_t)sizeof(struct sock_filter));
+	return 0;
+}
+
+int seccomp_prepare(const struct seccomp_opts *o, struct kite_err *err)
+{
+	if (o->mode == SECCOMP_OFF || prog)
+		return 0;
+	return o->mode == SECCOMP_FILE ? read_file(o->file, err) : compile(err);
+}
+
+int seccomp_lockdown(const struct seccomp_opts *o, struct kite_err *err)
+{
+	if (o->mode == SECCOMP_OFF)
+		return 0;
+	if (seccomp_prepare(o, err) < 0)
+		return -1;
+	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSYS, &sa, NULL);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return err_set(err, KITE_EXIT_ERROR, "seccomp: PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+	/* Every thread at once: none runs a moment unfiltered. */
+	struct sock_fprog fp = {.len = prog_len, .filter = prog};
+	long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fp);
+	int e = errno;
+	free(prog);
+	prog = NULL;
+	if (r != 0) {
+		const char *why = r > 0 ? "a thread could not take it" : strerror(e);
+		if (o->mode == SECCOMP_FILE)
+			return err_set(err, KITE_EXIT_ERROR, "--seccomp-filter '%s': the kernel refused it: %s", o->file,
+				       why);
+		return err_set(err, KITE_EXIT_ERROR, "seccomp: installing the filter failed: %s", why);
+	}
 	active = true;
 	log_debug("seccomp: filter installed on every thread");
 	return 0;

@@ -29,7 +29,12 @@ struct seccomp_opts {
 /* Reads and checks a --seccomp-filter file early (before the VM exists), so a
  * bad file is a usage-time error. 0 or -1 with err set (KITE_EXIT_USAGE). */
 int seccomp_check_file(const char *path, struct kite_err *err);
-/* Installs the filter on every thread. 0 or -1 with err set. */
+/* Makes the program to install (libseccomp compiles the allowlist, or the
+ * --seccomp-filter file is read) ahead of seccomp_lockdown, so that a migration's
+ * destination does it before its pause. 0 or -1 with err set. */
+int seccomp_prepare(const struct seccomp_opts *o, struct kite_err *err);
+/* Installs the filter (prepared first if it was not) on every thread. 0 or -1
+ * with err set. */
 int seccomp_lockdown(const struct seccomp_opts *o, struct kite_err *err);
 /* Whether a filter is in force (for /stats and logs). */
 bool seccomp_active(void);
