@@ -75,19 +75,22 @@ clean:
 .PHONY: all unit check clean
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
-# ---- fuzz: libFuzzer over the virtqueue core and virtio-blk's request checks.
+# ---- fuzz: libFuzzer over the virtqueue core, virtio-blk's request checks and the
+# snapshot/migration state container.
 # Needs clang and its libFuzzer runtime (Debian 12: clang-14 and libclang-rt-14-dev).
 # `make fuzz` runs the targets one after the other, FUZZ_TIME seconds in all;
 # new inputs go to build/fuzz/corpus/<target>, crashes to build/fuzz/. ----
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 30
-FUZZ_TARGETS := virtqueue blk
+FUZZ_TARGETS := virtqueue blk snapfile
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 $(WARN) -Isrc \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_virtqueue_SRCS := fuzz/fuzz_virtqueue.c src/virtio/virtqueue.c src/vmm/mem.c
 FUZZ_virtqueue_DEPS := src/virtio/virtqueue.h src/vmm/mem.h src/arch/x86/layout.h
 FUZZ_blk_SRCS := fuzz/fuzz_blk.c src/virtio/blk_req.c src/virtio/virtqueue.c src/vmm/mem.c
 FUZZ_blk_DEPS := src/virtio/blk.h src/virtio/virtio.h src/virtio/virtqueue.h src/vmm/mem.h
+FUZZ_snapfile_SRCS := fuzz/fuzz_snapfile.c src/snapshot/snapfile.c src/util/log.c
+FUZZ_snapfile_DEPS := src/snapshot/snapfile.h src/util/log.h
 
 .SECONDEXPANSION:
 $(BUILD)/fuzz/fuzz_%: $$(FUZZ_$$*_SRCS) $$(FUZZ_$$*_DEPS)
