@@ -207,13 +207,14 @@ static struct {
 	pthread_cond_t cond;
 	pthread_t thread;
 	bool started, job, quit;
+	int sock; /* the stream while a migration sends, else -1 */
 	struct vm *vm;
 	char *config;
 	struct sockaddr_storage addr;
 	unsigned addrlen;
 	char dest[128];
 	unsigned downtime_ms, max_rounds;
-} wk = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+} wk = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .sock = -1};
 
 /* Dirty logging of every memslot on or off (the VMM's own writes are tracked
  * from the first time on, see gmem_track_dirty). */
@@ -292,6 +293,14 @@ static void run_send(void)
 	const char *step = "connect";
 	if (!bitmap || fd < 0)
 		goto io_fail;
+	pthread_mutex_lock(&wk.lock);
+	wk.sock = fd; /* migration_stop cuts it short */
+	bool quitting = wk.quit;
+	pthread_mutex_unlock(&wk.lock);
+	if (quitting) {
+		errno = ECANCELED;
+		goto io_fail;
+	}
 	set_timeouts(fd, IO_TIMEOUT_S);
 	if (connect(fd, (struct sockaddr *)&wk.addr, wk.addrlen) < 0)
 		goto io_fail;
@@ -416,6 +425,9 @@ out:
 	if (paused_here)
 		vcpus_resume(vm);
 done:
+	pthread_mutex_lock(&wk.lock);
+	wk.sock = -1;
+	pthread_mutex_unlock(&wk.lock);
 	if (fd >= 0)
 		close(fd);
 	free(bitmap);
@@ -461,6 +473,10 @@ void migration_stop(struct vm *vm)
 		return;
 	pthread_mutex_lock(&wk.lock);
 	wk.quit = true;
+	/* A migration still sending (the VM is stopping under it) ends now, not at
+	 * its socket timeouts. */
+	if (wk.sock >= 0)
+		shutdown(wk.sock, SHUT_RDWR);
 	pthread_cond_broadcast(&wk.cond);
 	pthread_mutex_unlock(&wk.lock);
 	pthread_join(wk.thread, NULL);

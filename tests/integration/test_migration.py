@@ -160,6 +160,26 @@ def test_destination_gone_midway_source_runs_on(spawn, nbytes):
     assert_joined(src, dst)
 
 
+def test_stopping_the_source_mid_migration_is_prompt(spawn):
+    """A destination that accepts and then reads nothing: the source blocks in its
+    stream. SIGTERM still ends kite at once (the stream is cut), with 143."""
+    src = boot(spawn, stop=0)
+    src.wait_console("count 2 ")
+    port = free_port()
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(1)
+    try:
+        assert src.req("PUT", "/migration/send", {"destination": f"127.0.0.1:{port}"}).status == 204
+        conn, _ = srv.accept()
+        wait_state(src, "sending")
+        assert src.stop() == 143  # within kiteapi's 10 s deadline, not the stream's 30 s timeouts
+        conn.close()
+    finally:
+        srv.close()
+
+
 def test_nobody_listening_source_runs_on(spawn):
     src = boot(spawn, stop=0)
     src.wait_console("count 2 ")
