@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
+#include "snap_test.h"
 #include "virtio/balloon.h"
 #include "virtio/virtio.h"
 #include "vmm/vm.h"
@@ -109,9 +111,9 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* The driver accepts `features` and enables every queue the device has.
- * Without a transport, the device's interrupts are only counted. */
-static void driver_ok(struct fix *f, uint64_t features)
+/* The driver accepts `features` and enables every queue the device has, up
+ * to DRIVER_OK; the device is not activated yet. */
+static void queues_up(struct fix *f, uint64_t features)
 {
 	struct virtio_dev *d = &f->d;
 	d->guest_features = features | VIRTIO_BIT(VIRTIO_F_VERSION_1);
@@ -129,9 +131,16 @@ static void driver_ok(struct fix *f, uint64_t features)
 	}
 	d->status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
 		    VIRTIO_STATUS_DRIVER_OK;
-	pthread_mutex_lock(&d->lock);
-	assert_int_equal(d->ops->activate(d), 0);
-	pthread_mutex_unlock(&d->lock);
+}
+
+/* queues_up, then activate. Without a transport, the device's interrupts are
+ * only counted. */
+static void driver_ok(struct fix *f, uint64_t features)
+{
+	queues_up(f, features);
+	pthread_mutex_lock(&f->d.lock);
+	assert_int_equal(f->d.ops->activate(&f->d), 0);
+	pthread_mutex_unlock(&f->d.lock);
 }
 
 static void notify(struct fix *f, unsigned q)
@@ -814,6 +823,283 @@ static void stats_timer_armed(void **state)
 	assert_false(timer_fires(f, 0)); /* stopped: no refresh until the next activation */
 }
 
+/* ---- snapshots ----
+ * Inflate and deflate chains are answered at once, so the stats buffer is the
+ * only chain in flight, and the device keeps holding it across a snapshot.
+ * The device's bytes (balloon.c): u32 target, u32 actual, u32 interval,
+ * u8 held, u16 head, u32 present, u64 value[10]. The transport's part (queue
+ * positions, in flight count) is played here by vq_get_state / vq_set_state;
+ * test_virtio_snap.c tests it. */
+#define SNAP_HELD 12
+#define SNAP_HEAD 13
+#define SNAP_PRESENT 15
+#define SNAP_LEN (SNAP_PRESENT + 4 + 8 * BALLOON_S_NR)
+
+struct bsnap {
+	struct snap_reader r;
+	struct vq_state q[3]; /* what the transport's section keeps of each queue */
+};
+
+static void balloon_snapshot(struct fix *f, struct bsnap *s)
+{
+	struct kite_err err = {0};
+	struct snap_writer w;
+	snapw_init(&w);
+	snapw_begin(&w, "VIRT", 0);
+	pthread_mutex_lock(&f->d.lock);
+	if ((f->d.status & VIRTIO_STATUS_DRIVER_OK) && f->d.ops->quiesce)
+		f->d.ops->quiesce(&f->d);
+	memset(s->q, 0, sizeof(s->q));
+	for (unsigned q = 0; q < f->d.ops->num_queues; q++)
+		vq_get_state(&f->d.queues[q].vq, &s->q[q]);
+	assert_int_equal(f->d.ops->save(&f->d, &w, &err), 0);
+	pthread_mutex_unlock(&f->d.lock);
+	snapw_end(&w);
+	snap_test_reopen(&w, &s->r);
+	size_t len;
+	snap_test_payload(&s->r, "VIRT", 0, &len);
+	assert_int_equal(len, SNAP_LEN);
+}
+
+/* The device as a restoring process builds it from f->cfg (which a test may
+ * change first), on the same guest memory (a restore brings it back), the
+ * driver's queues where the snapshot left them; then the device's bytes. The
+ * old device is reset first only so that its timer is no longer watched. */
+static int restore_fresh(struct fix *f, const struct bsnap *s, struct snap_cursor *c,
+			 struct kite_err *err)
+{
+	pthread_mutex_lock(&f->d.lock);
+	if (f->d.status & VIRTIO_STATUS_DRIVER_OK)
+		f->d.ops->reset(&f->d);
+	pthread_mutex_unlock(&f->d.lock);
+	balloon_free(f->b);
+	struct kite_err e = {0};
+	f->b = balloon_new(&f->cfg.balloon, &e);
+	assert_non_null(f->b);
+	f->d.priv = f->b;
+	f->d.ops = balloon_dev_ops(f->b);
+	for (unsigned q = 0; q < f->d.ops->num_queues && f->d.queues[q].ready; q++) {
+		struct virtio_queue *vq = &f->d.queues[q];
+		struct vq_config qc = {.size = vq->size, .desc = vq->desc, .avail = vq->avail,
+				       .used = vq->used};
+		const char *why = NULL;
+		assert_int_equal(vq_init(&vq->vq, &f->vm.mem, &qc), 0);
+		assert_int_equal(vq_set_state(&vq->vq, &s->q[q], &why), 0);
+	}
+	assert_true(snapr_find(&s->r, "VIRT", 0, c));
+	pthread_mutex_lock(&f->d.lock);
+	int rc = f->d.ops->restore(&f->d, c, err);
+	pthread_mutex_unlock(&f->d.lock);
+	return rc;
+}
+
+/* restore_fresh that must succeed, then what the transport does next:
+ * activate, one notify per queue. */
+static void restore_and_run(struct fix *f, const struct bsnap *s)
+{
+	struct kite_err err = {0};
+	struct snap_cursor c;
+	assert_int_equal(restore_fresh(f, s, &c, &err), 0);
+	assert_true(snapc_done(&c));
+	pthread_mutex_lock(&f->d.lock);
+	assert_int_equal(f->d.ops->activate(&f->d), 0);
+	for (unsigned q = 0; q < f->d.ops->num_queues; q++)
+		f->d.ops->notify(&f->d, q);
+	pthread_mutex_unlock(&f->d.lock);
+}
+
+static void expect_refused(struct fix *f, const struct bsnap *s, const char *what)
+{
+	struct kite_err err = {0};
+	struct snap_cursor c;
+	assert_int_equal(restore_fresh(f, s, &c, &err), -1);
+	assert_image_err(&err);
+	assert_non_null(strstr(err.msg, "virtio-balloon0"));
+	if (!strstr(err.msg, what))
+		fail_msg("'%s' does not say '%s'", err.msg, what);
+}
+
+/* Target, actual and interval come back from the snapshot, not from the
+ * configuration the restoring process was given: config space reads what the
+ * guest saw, the API what was set, and the stats timer runs at the saved
+ * interval. */
+static void snapshot_round_trip(void **state)
+{
+	struct fix *f = *state;
+	driver_ok(f, VIRTIO_BIT(VIRTIO_BALLOON_F_STATS_VQ));
+	assert_int_equal(balloon_set_target(&f->vm, 64), 0);
+	uint8_t act[4];
+	set32(act, 64 * 256 - 3);
+	cfg_write(f, 4, act, 4);
+	assert_int_equal(balloon_set_stats_interval(&f->vm, 30), 0);
+	struct bsnap s;
+	balloon_snapshot(f, &s);
+
+	restore_and_run(f, &s); /* the configuration says 100 MiB, every 600 s */
+	assert_int_equal(cfg_read32(f, 0), 64 * 256);
+	assert_int_equal(cfg_read32(f, 4), 64 * 256 - 3);
+	uint32_t mib = 0, interval = 0;
+	assert_int_equal(balloon_get_config(&f->vm, &mib, NULL, &interval), 0);
+	assert_int_equal(mib, 64);
+	assert_int_equal(interval, 30);
+	struct itimerspec its;
+	assert_int_equal(timerfd_gettime(balloon_stats_timer_fd(&f->d), &its), 0);
+	assert_int_equal(its.it_interval.tv_sec, 30);
+	assert_true(its.it_value.tv_sec > 0 && its.it_value.tv_sec <= 30);
+	snapr_free(&s.r);
+}
+
+/* The stats buffer the device held (descriptor 1: the second the driver
+ * gave) stays held across the snapshot, with the numbers it carried; the
+ * restored device's next poll hands back that very head. */
+static void snapshot_keeps_held_stats_buffer(void **state)
+{
+	struct fix *f = *state;
+	driver_ok(f, VIRTIO_BIT(VIRTIO_BALLOON_F_STATS_VQ));
+	submit1(f, BALLOON_Q_STATS, DATA, put_stats(f, DATA, 1000, 2000));
+	notify(f, BALLOON_Q_STATS);
+	tick(f);
+	uint16_t head = submit1(f, BALLOON_Q_STATS, DATA2, put_stats(f, DATA2, 1500, 3000));
+	notify(f, BALLOON_Q_STATS);
+	assert_int_equal(head, 1);
+	assert_int_equal(used_idx(f, BALLOON_Q_STATS), 1);
+	struct bsnap s;
+	balloon_snapshot(f, &s);
+	assert_int_equal(s.q[BALLOON_Q_STATS].inflight, 1);
+	assert_int_equal(used_idx(f, BALLOON_Q_STATS), 1); /* still held */
+
+	restore_and_run(f, &s);
+	assert_int_equal(used_idx(f, BALLOON_Q_STATS), 1);
+	struct balloon_stats st;
+	assert_int_equal(balloon_get_stats(&f->vm, &st), 0);
+	assert_int_equal(st.present, (1u << BALLOON_S_MEMFREE) | (1u << BALLOON_S_MEMTOT));
+	assert_int_equal(st.value[BALLOON_S_MEMFREE], 1500);
+	assert_int_equal(st.value[BALLOON_S_MEMTOT], 3000);
+	tick(f);
+	assert_int_equal(used_idx(f, BALLOON_Q_STATS), 2);
+	assert_int_equal(used_id(f, BALLOON_Q_STATS, 1), head);
+	tick(f); /* given back once */
+	assert_int_equal(used_idx(f, BALLOON_Q_STATS), 2);
+	/* and the driver's refill is taken as before */
+	uint16_t next = submit1(f, BALLOON_Q_STATS, DATA, put_stats(f, DATA, 1700, 3000));
+	notify(f, BALLOON_Q_STATS);
+	assert_int_equal(balloon_get_stats(&f->vm, &st), 0);
+	assert_int_equal(st.value[BALLOON_S_MEMFREE], 1700);
+	tick(f);
+	assert_int_equal(used_id(f, BALLOON_Q_STATS, 2), next);
+	assert_false(f->d.status & VIRTIO_STATUS_NEEDS_RESET);
+	snapr_free(&s.r);
+}
+
+/* Statistics are on or off for a device's life (the stats queue exists or
+ * not): a snapshot with them cannot go onto a configuration without them. */
+static void snapshot_stats_on_config_off_refused(void **state)
+{
+	struct fix *f = *state;
+	driver_ok(f, VIRTIO_BIT(VIRTIO_BALLOON_F_STATS_VQ));
+	struct bsnap s;
+	balloon_snapshot(f, &s);
+	f->cfg.balloon.stats_interval_s = 0;
+	expect_refused(f, &s, "statistics every 600 s in the snapshot, but they are off here");
+	snapr_free(&s.r);
+}
+
+static void snapshot_stats_off_config_on_refused(void **state)
+{
+	struct fix *f = *state;
+	driver_ok(f, 0);
+	struct bsnap s;
+	balloon_snapshot(f, &s);
+	f->cfg.balloon.stats_interval_s = 5;
+	expect_refused(f, &s, "statistics every 0 s in the snapshot, but they are on here");
+	snapr_free(&s.r);
+}
+
+/* The held buffer must be the one chain in flight on the stats queue: a file
+ * that says held with nothing in flight, nothing held with one in flight, or a
+ * head outside the queue, is refused. */
+static void snapshot_held_buffer_must_be_in_flight(void **state)
+{
+	struct fix *f = *state;
+	driver_ok(f, VIRTIO_BIT(VIRTIO_BALLOON_F_STATS_VQ));
+	submit1(f, BALLOON_Q_STATS, DATA, put_stats(f, DATA, 1, 2));
+	notify(f, BALLOON_Q_STATS);
+	struct bsnap held;
+	balloon_snapshot(f, &held);
+	tick(f);
+	struct bsnap none;
+	balloon_snapshot(f, &none);
+	size_t len;
+	uint8_t *ph = snap_test_payload(&held.r, "VIRT", 0, &len);
+	uint8_t *pn = snap_test_payload(&none.r, "VIRT", 0, &len);
+	assert_int_equal(ph[SNAP_HELD], 1);
+	assert_int_equal(pn[SNAP_HELD], 0);
+
+	pn[SNAP_HELD] = 1;
+	expect_refused(f, &none, "stats queue has 0 buffers in flight, the device holds 1");
+	ph[SNAP_HELD] = 0;
+	expect_refused(f, &held, "stats queue has 1 buffers in flight, the device holds 0");
+	ph[SNAP_HELD] = 1;
+	set16(ph + SNAP_HEAD, QSIZE);
+	expect_refused(f, &held, "held stats buffer 16 is not in a running stats queue");
+	set16(ph + SNAP_HEAD, 0xffff);
+	expect_refused(f, &held, "held stats buffer 65535");
+	/* as saved, both go back */
+	set16(ph + SNAP_HEAD, 0);
+	restore_and_run(f, &held);
+	snapr_free(&held.r);
+	snapr_free(&none.r);
+}
+
+/* Fields no device writes: a target that is no whole MiB, a held flag that
+ * is not 0 or 1, stats tags the device does not know. */
+static void snapshot_bad_fields_refused(void **state)
+{
+	struct fix *f = *state;
+	driver_ok(f, VIRTIO_BIT(VIRTIO_BALLOON_F_STATS_VQ));
+	struct bsnap s;
+	balloon_snapshot(f, &s);
+	size_t len;
+	uint8_t *p = snap_test_payload(&s.r, "VIRT", 0, &len);
+	set32(p, 100 * 256 + 1);
+	expect_refused(f, &s, "not a whole number of MiB");
+	set32(p, 100 * 256);
+	p[SNAP_HELD] = 2;
+	expect_refused(f, &s, "stats buffer flag 2 is not 0 or 1");
+	p[SNAP_HELD] = 0;
+	set32(p + SNAP_PRESENT, 1u << BALLOON_S_NR);
+	expect_refused(f, &s, "unknown tags");
+	set32(p + SNAP_PRESENT, 0);
+	restore_and_run(f, &s);
+	snapr_free(&s.r);
+}
+
+/* A section a byte (or all of it) short is refused by the device; one a byte
+ * long is read only as far as its fields, and the cursor tells the transport
+ * the rest is there (virtio_restore_all refuses it: test_virtio_snap.c). */
+static void snapshot_short_and_long_sections(void **state)
+{
+	struct fix *f = *state;
+	driver_ok(f, VIRTIO_BIT(VIRTIO_BALLOON_F_STATS_VQ));
+	struct bsnap s, shorter, empty, longer;
+	balloon_snapshot(f, &s);
+	shorter = empty = longer = s;
+	snap_test_resize(&s.r, "VIRT", 0, 1, &shorter.r);
+	snap_test_resize(&s.r, "VIRT", 0, SNAP_LEN, &empty.r);
+	snap_test_resize(&s.r, "VIRT", 0, -1, &longer.r);
+	expect_refused(f, &shorter, "balloon state is short");
+	expect_refused(f, &empty, "balloon state is short");
+	struct kite_err err = {0};
+	struct snap_cursor c;
+	assert_int_equal(restore_fresh(f, &longer, &c, &err), 0);
+	assert_false(snapc_done(&c));
+	assert_false(c.bad);
+	snapr_free(&s.r);
+	snapr_free(&shorter.r);
+	snapr_free(&empty.r);
+	snapr_free(&longer.r);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define T_STATS(fn) cmocka_unit_test_setup_teardown(fn, setup_stats, teardown)
 
@@ -845,6 +1131,13 @@ int main(void)
 		T_STATS(stats_interval_rules),
 		T(stats_off_refused),
 		T_STATS(stats_timer_armed),
+		T_STATS(snapshot_round_trip),
+		T_STATS(snapshot_keeps_held_stats_buffer),
+		T_STATS(snapshot_stats_on_config_off_refused),
+		T(snapshot_stats_off_config_on_refused),
+		T_STATS(snapshot_held_buffer_must_be_in_flight),
+		T_STATS(snapshot_bad_fields_refused),
+		T_STATS(snapshot_short_and_long_sections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

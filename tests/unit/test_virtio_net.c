@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "snap_test.h"
 #include "stats/stats.h"
 #include "virtio/net.h"
 #include "virtio/virtio.h"
@@ -910,6 +911,315 @@ static void tap_name_checked(void **state)
 	assert_non_null(strstr(err2.msg, "network interface 'net1': TAP '': "));
 }
 
+/* ---- snapshots ----
+ * The device's own bytes are the MAC the guest read; nothing is in flight in
+ * a snapshot: quiesce gives held rx and tx chains back to their queues (a
+ * frame half delivered or waiting for budget is dropped, as on a wire). The
+ * transport's part (queue positions) is played here by vq_get_state /
+ * vq_set_state; test_virtio_snap.c tests it. */
+
+/* quiesce and save, as virtio_quiesce_all and virtio_save_all call them, into
+ * section VIRT/0; r is what a restore reads. */
+static void net_snapshot(struct fx *f, struct snap_reader *r)
+{
+	struct kite_err err = {0};
+	struct snap_writer w;
+	snapw_init(&w);
+	snapw_begin(&w, "VIRT", 0);
+	pthread_mutex_lock(&f->d.lock);
+	net_ops.quiesce(&f->d);
+	assert_int_equal(f->d.queues[NET_RXQ].vq.inflight, 0);
+	assert_int_equal(f->d.queues[NET_TXQ].vq.inflight, 0);
+	assert_int_equal(net_ops.save(&f->d, &w, &err), 0);
+	pthread_mutex_unlock(&f->d.lock);
+	snapw_end(&w);
+	snap_test_reopen(&w, r);
+}
+
+/* The device as a restoring process has it: what it held forgotten (reset),
+ * queues at the saved positions, the device's bytes read, then activate and
+ * one notify per queue, as the transport rebuilds it. Same guest memory and
+ * backend, so a frame the host sends reaches the restored device. */
+static void net_restore_here(struct fx *f, const struct snap_reader *r)
+{
+	struct vq_state st[2];
+	for (unsigned q = 0; q < 2; q++)
+		vq_get_state(&f->d.queues[q].vq, &st[q]);
+	pthread_mutex_lock(&f->d.lock);
+	net_ops.reset(&f->d);
+	pthread_mutex_unlock(&f->d.lock);
+	for (unsigned q = 0; q < 2; q++) {
+		const char *why = NULL;
+		queue_start(f, q);
+		assert_int_equal(vq_set_state(&f->d.queues[q].vq, &st[q], &why), 0);
+	}
+	struct kite_err err = {0};
+	struct snap_cursor c;
+	assert_true(snapr_find(r, "VIRT", 0, &c));
+	pthread_mutex_lock(&f->d.lock);
+	assert_int_equal(net_ops.restore(&f->d, &c, &err), 0);
+	assert_true(snapc_done(&c));
+	assert_int_equal(net_ops.activate(&f->d), 0);
+	pthread_mutex_unlock(&f->d.lock);
+	kick(f, NET_RXQ);
+	kick(f, NET_TXQ);
+}
+
+/* A device freshly made from a configuration with this MAC (never activated),
+ * and its restore of r's section. */
+struct fresh_net {
+	struct virtio_dev d;
+	struct net_dev *n;
+	int peer;
+};
+
+static void fresh_net_new(struct fresh_net *x, const uint8_t mac[6])
+{
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	memset(x, 0, sizeof(*x));
+	x->peer = sv[1];
+	x->n = net_dev_new(sv[0], false, mac, "net0");
+	assert_non_null(x->n);
+	x->d.ops = &net_ops;
+	x->d.priv = x->n;
+	snprintf(x->d.name, sizeof(x->d.name), "virtio-net0");
+}
+
+static int fresh_net_restore(struct fresh_net *x, const struct snap_reader *r, struct snap_cursor *c,
+			     struct kite_err *err)
+{
+	assert_true(snapr_find(r, "VIRT", 0, c));
+	return net_ops.restore(&x->d, c, err);
+}
+
+static void fresh_net_free(struct fresh_net *x)
+{
+	net_dev_free(x->n);
+	close(x->peer);
+}
+
+/* The MAC goes into the snapshot and a device with the same MAC takes it
+ * back (and shows it in config space); a MAC that is not the interface's is
+ * refused, naming both, since the guest would keep using the old one. */
+static void snapshot_keeps_mac(void **state)
+{
+	struct fx *f = *state;
+	fx_start(f, VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF));
+	struct snap_reader r;
+	net_snapshot(f, &r);
+	size_t len;
+	uint8_t *p = snap_test_payload(&r, "VIRT", 0, &len);
+	assert_int_equal(len, 6);
+	assert_memory_equal(p, MAC, 6);
+
+	struct fresh_net x;
+	fresh_net_new(&x, MAC);
+	struct kite_err err = {0};
+	struct snap_cursor c;
+	assert_int_equal(fresh_net_restore(&x, &r, &c, &err), 0);
+	assert_true(snapc_done(&c));
+	uint8_t cfg[NET_CONFIG_LEN];
+	net_ops.config_read(&x.d, 0, cfg, 6);
+	assert_memory_equal(cfg, MAC, 6);
+
+	p[5] ^= 0x01; /* 52:54:00:12:34:57 */
+	err = (struct kite_err){0};
+	assert_int_equal(fresh_net_restore(&x, &r, &c, &err), -1);
+	assert_image_err(&err);
+	assert_non_null(strstr(err.msg, "MAC"));
+	assert_non_null(strstr(err.msg, "52:54:00:12:34:57"));
+	assert_non_null(strstr(err.msg, "52:54:00:12:34:56"));
+	assert_non_null(strstr(err.msg, "virtio-net0"));
+	/* the device keeps its own MAC */
+	net_ops.config_read(&x.d, 0, cfg, 6);
+	assert_memory_equal(cfg, MAC, 6);
+	fresh_net_free(&x);
+	snapr_free(&r);
+}
+
+/* A section a byte short is refused by the device; one a byte long is read
+ * only as far as the MAC, and the cursor tells the transport the rest is
+ * there (virtio_restore_all refuses it: test_virtio_snap.c). */
+static void snapshot_short_and_long_sections(void **state)
+{
+	struct fx *f = *state;
+	fx_start(f, 0);
+	struct snap_reader r, shorter, longer, empty;
+	net_snapshot(f, &r);
+	snap_test_resize(&r, "VIRT", 0, 1, &shorter);
+	snap_test_resize(&r, "VIRT", 0, 6, &empty);
+	snap_test_resize(&r, "VIRT", 0, -1, &longer);
+
+	struct fresh_net x;
+	fresh_net_new(&x, MAC);
+	struct kite_err err = {0};
+	struct snap_cursor c;
+	assert_int_equal(fresh_net_restore(&x, &shorter, &c, &err), -1);
+	assert_image_err(&err);
+	assert_non_null(strstr(err.msg, "short"));
+	err = (struct kite_err){0};
+	assert_int_equal(fresh_net_restore(&x, &empty, &c, &err), -1);
+	assert_image_err(&err);
+	assert_non_null(strstr(err.msg, "short"));
+	err = (struct kite_err){0};
+	assert_int_equal(fresh_net_restore(&x, &longer, &c, &err), 0);
+	assert_false(snapc_done(&c));
+	assert_false(c.bad);
+	fresh_net_free(&x);
+	snapr_free(&r);
+	snapr_free(&shorter);
+	snapr_free(&empty);
+	snapr_free(&longer);
+}
+
+/* The device holds an empty rx buffer while it waits for a frame; quiesce
+ * gives it back, so the save finds nothing in flight and the restored device
+ * pops it again: the next frame lands in that same buffer. */
+static void snapshot_gives_back_rx_buffer(void **state)
+{
+	struct fx *f = *state;
+	fx_start(f, VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF));
+	uint64_t a;
+	uint16_t h = rx_add(f, 1000, &a);
+	kick(f, NET_RXQ);
+	assert_true(f->n->rx_have_first);
+	assert_int_equal(f->d.queues[NET_RXQ].vq.inflight, 1);
+
+	struct snap_reader r;
+	net_snapshot(f, &r);
+	assert_false(f->n->rx_have_first);
+	assert_int_equal(used_idx(f, NET_RXQ), 0); /* given back, not pushed */
+	assert_int_equal(f->n->rx_dropped, 0);
+
+	net_restore_here(f, &r);
+	assert_true(f->n->rx_have_first);
+	assert_true(f->n->events & EPOLLIN);
+	uint8_t want[300];
+	frame_make(want, sizeof(want), 0, 0, 9);
+	host_send(f, want, sizeof(want));
+	assert_true(ready_events(f) & EPOLLIN);
+	backend_event(f, EPOLLIN);
+	assert_int_equal(used_idx(f, NET_RXQ), 1);
+	assert_int_equal(used_id(f, NET_RXQ, 0), h);
+	assert_int_equal(used_len(f, NET_RXQ, 0), sizeof(want));
+	assert_memory_equal(gp(f, a + NET_HDR_LEN, sizeof(want) - NET_HDR_LEN), want + NET_HDR_LEN,
+			    sizeof(want) - NET_HDR_LEN);
+	snapr_free(&r);
+}
+
+/* A frame spread over two buffers, waiting for a third: quiesce drops it
+ * (counted) and gives both buffers back; after the restore the next frame
+ * starts in the first of them again. */
+static void snapshot_drops_half_delivered_frame(void **state)
+{
+	struct fx *f = *state;
+	fx_start(f, VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF));
+	uint64_t a[3];
+	uint16_t h[3];
+	h[0] = rx_add(f, 100, &a[0]);
+	h[1] = rx_add(f, 100, &a[1]);
+	host_send_frame(f, 250, 1);
+	kick(f, NET_RXQ);
+	assert_int_equal(f->n->rx_nused, 2);
+	assert_int_equal(f->d.queues[NET_RXQ].vq.inflight, 2);
+	assert_int_equal(used_idx(f, NET_RXQ), 0);
+
+	struct snap_reader r;
+	net_snapshot(f, &r);
+	assert_int_equal(f->n->rx_dropped, 1);
+	assert_int_equal(f->n->rx_len, 0);
+	assert_int_equal(f->n->rx_nused, 0);
+	assert_int_equal(used_idx(f, NET_RXQ), 0);
+
+	net_restore_here(f, &r);
+	h[2] = rx_add(f, 100, &a[2]);
+	kick(f, NET_RXQ);
+	enum { LEN = 250 };
+	uint8_t want[LEN];
+	frame_make(want, LEN, 0, 0, 2);
+	host_send(f, want, LEN);
+	backend_event(f, EPOLLIN);
+	assert_int_equal(used_idx(f, NET_RXQ), 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(used_id(f, NET_RXQ, (uint16_t)i), h[i]);
+	assert_int_equal(le16(gp(f, a[0] + NET_HDR_NUM_BUFFERS, 2)), 3);
+	assert_memory_equal(gp(f, a[1], 100), want + 100, 100);
+	assert_memory_equal(gp(f, a[2], 50), want + 200, 50);
+	assert_int_equal(f->n->rx_frames, 1);
+	assert_int_equal(f->n->rx_dropped, 1);
+	snapr_free(&r);
+}
+
+/* A frame waiting in the bounce buffer for the rx limiter: dropped, its
+ * buffer given back. */
+static void snapshot_drops_rate_limited_frame(void **state)
+{
+	struct fx *f = *state;
+	struct rl_config c = {.ops = {.size = 1, .refill_ms = 3600000}};
+	rl_init(&f->n->rx_rl, &c, stats_now_ns());
+	f->n->rx_limited = true;
+	fx_start(f, VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF));
+	rx_add(f, 2000, NULL);
+	uint16_t h = rx_add(f, 2000, NULL);
+	host_send_frame(f, 500, 1);
+	host_send_frame(f, 500, 2);
+	kick(f, NET_RXQ);
+	assert_int_equal(used_idx(f, NET_RXQ), 1);
+	assert_true(f->n->rx_len > 0);
+	assert_int_equal(f->d.queues[NET_RXQ].vq.inflight, 1);
+
+	struct snap_reader r;
+	net_snapshot(f, &r);
+	assert_int_equal(f->n->rx_dropped, 1);
+	assert_int_equal(f->n->rx_len, 0);
+	assert_false(f->n->rx_have_first);
+	assert_int_equal(used_idx(f, NET_RXQ), 1);
+	/* popped again after the snapshot: the same buffer */
+	kick(f, NET_RXQ);
+	assert_true(f->n->rx_have_first);
+	assert_int_equal(f->n->rx_first.head, h);
+	snapr_free(&r);
+}
+
+/* A tx chain waiting for a full TAP: quiesce hands it back, unsent and not
+ * pushed; the restored device pops it again and sends it once there is room. */
+static void snapshot_gives_back_tx_chain(void **state)
+{
+	struct fx *f = *state;
+	fx_start(f, 0);
+	unsigned filled = backend_fill(f);
+	uint32_t len = 40;
+	uint64_t a;
+	uint16_t h = chain_add(f, NET_TXQ, &len, 1, 1, &a);
+	frame_make(gp(f, a, len), len, 0, 0, 4);
+	kick(f, NET_TXQ);
+	assert_true(f->n->tx_pending);
+	assert_int_equal(f->d.queues[NET_TXQ].vq.inflight, 1);
+
+	struct snap_reader r;
+	net_snapshot(f, &r);
+	assert_false(f->n->tx_pending);
+	assert_int_equal(used_idx(f, NET_TXQ), 0);
+	assert_int_equal(f->n->tx_dropped, 0);
+
+	net_restore_here(f, &r);
+	assert_true(f->n->tx_pending); /* popped again, the TAP still full */
+	host_drain(f, filled, NET_HDR_LEN);
+	assert_true(ready_events(f) & EPOLLOUT);
+	backend_event(f, EPOLLOUT);
+	assert_int_equal(used_idx(f, NET_TXQ), 1);
+	assert_int_equal(used_id(f, NET_TXQ, 0), h);
+	uint8_t got[64], want[40];
+	frame_make(want, len, 0, 0, 4);
+	assert_int_equal(host_recv(f, got, sizeof(got)), len);
+	assert_memory_equal(got, want, len);
+	assert_int_equal(host_recv(f, got, sizeof(got)), -1);
+	assert_int_equal(f->n->tx_frames, 1);
+	assert_int_equal(f->n->tx_dropped, 0);
+	snapr_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -935,6 +1245,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(tx_rate_limited, setup, teardown),
 		cmocka_unit_test_setup_teardown(rx_rate_limited, setup, teardown),
 		cmocka_unit_test_setup_teardown(config_space, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_keeps_mac, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_short_and_long_sections, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_gives_back_rx_buffer, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_drops_half_delivered_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_drops_rate_limited_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(snapshot_gives_back_tx_chain, setup, teardown),
 		cmocka_unit_test(features_offered),
 		cmocka_unit_test(offload_flags),
 		cmocka_unit_test(tap_name_checked),
