@@ -18,6 +18,8 @@ One lab run:
   carries on from 11.
 - migrate: two kites in the outer VM, loopback: the guest finishes its work at
   the destination, the source exits 0.
+- migns: the same with each kite in a network namespace of its own, joined by a
+  veth pair (the outer VM gets veth.ko and iproute2's ip).
 - migfail: the destination killed mid-migration: the source runs on.
 """
 import os
@@ -165,6 +167,46 @@ echo "--- src"; show /tmp/csrc
 echo "--- dst"; show /tmp/cdst
 echo "=== END migrate"
 
+echo "=== BEGIN migns"
+# Source and destination in network namespaces of their own, joined by a veth pair.
+IP=/usr/bin/ip # iproute2 (busybox's ip has no netns)
+insmod "$LAB_EXTRA/snap/veth.ko" 2>&1
+unshare -n sleep 100000 &
+nsa=$!
+unshare -n sleep 100000 &
+nsb=$!
+sleep 0.5
+$IP link add mva type veth peer name mvb && $IP link set mva netns $nsa && $IP link set mvb netns $nsb && echo "veth-ok"
+nsenter -t $nsa -n $IP addr add 10.99.0.1/24 dev mva
+nsenter -t $nsa -n $IP link set mva up
+nsenter -t $nsa -n $IP link set lo up
+nsenter -t $nsb -n $IP addr add 10.99.0.2/24 dev mvb
+nsenter -t $nsb -n $IP link set mvb up
+nsenter -t $nsb -n $IP link set lo up
+nsenter -t $nsa -n ping -c 1 -W 5 10.99.0.2 >/dev/null 2>&1 && echo "link-ok"
+cp "$LAB_EXTRA/snap/disk.img" /tmp/disk.img
+rm -f /tmp/na.sock /tmp/nb.sock
+nsenter -t $nsa -n kite --api-sock /tmp/na.sock --level info >/tmp/cna 2>/tmp/cna.err &
+src=$!
+nsenter -t $nsb -n kite --api-sock /tmp/nb.sock --level info >/tmp/cnb 2>/tmp/cnb.err &
+dst=$!
+i=0; while { [ ! -S /tmp/na.sock ] || [ ! -S /tmp/nb.sock ]; } && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+boot_vm /tmp/na.sock $STOP
+wait_for /tmp/cna 'SNAP: tick 5 ' 300 $src && echo "at-5"
+echo "receive $(api /tmp/nb.sock PUT /migration/receive '{"listen":"10.99.0.2:7002"}')"
+echo "send $(api /tmp/na.sock PUT /migration/send '{"destination":"10.99.0.2:7002","downtime_ms":50}')"
+wait $src
+echo "src-rc $?"
+echo "src-last $(last_tick /tmp/cna)"
+api /tmp/nb.sock GET /migration >/dev/null; echo "dst-status $(cat /tmp/body)"
+wait_for /tmp/cnb 'SNAP: done' 300 $dst
+wait $dst
+echo "dst-rc $?"
+echo "--- src"; show /tmp/cna
+echo "--- dst"; show /tmp/cnb
+kill $nsa $nsb
+echo "=== END migns"
+
 echo "=== BEGIN migfail"
 cp "$LAB_EXTRA/snap/disk.img" /tmp/disk.img
 start_kite /tmp/src.sock /tmp/csrc
@@ -207,6 +249,10 @@ def lab(tmp_path_factory):
     extra.mkdir()
     mkfs = shutil.which("mkfs.ext4", path="/usr/sbin:/sbin:" + os.environ.get("PATH", ""))
     subprocess.run([mkfs, "-q", "-F", "-L", "snap", str(extra / "disk.img"), "16M"], check=True)
+    fetch = subprocess.run([os.path.join(REPO, "tests/lab/fetch.sh"), "--quiet"], check=True,
+                           stdout=subprocess.PIPE, text=True).stdout
+    modules = re.search(r"^LAB_MODULES=(.*)$", fetch, re.M).group(1)
+    shutil.copy(os.path.join(modules, "kernel/drivers/net/veth.ko"), extra / "veth.ko")
     guest = tmp / "guest.sh"
     guest.write_text(GUEST)
     inner = tmp / "inner.cpio.gz"
@@ -216,6 +262,7 @@ def lab(tmp_path_factory):
     script.write_text(SCRIPT)
     cmd = [os.path.join(REPO, "tests/lab/run-lab.sh"), "--kite", os.path.join(REPO, "build/kite"),
            "--inner", str(inner), "--extra", str(extra), "--bin", "curl",
+           "--bin", shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin"),
            "--env", "BOOT_ARGS=" + ARGS, "--env", f"STOP={STOP}", "--script", str(script), "--timeout", "1200"]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1300)
     out = proc.stdout.decode(errors="replace").replace("\r", "")
@@ -300,6 +347,25 @@ def test_migration_finishes_the_work_at_the_destination(lab):
     assert "SNAP: log-ok" in dst and f"SNAP: done {STOP}" in dst, dst[-3000:]
     assert value(text, "dst-rc") == "0"
     assert '"state":"completed"' in value(text, "dst-status") or "completed" in text
+
+
+def test_migration_across_network_namespaces(lab):
+    """The same, the two kites in network namespaces of their own joined by veth: the
+    stream crosses a link, not loopback."""
+    text = section(lab, "migns")
+    assert "veth-ok" in text and "link-ok" in text, text
+    assert value(text, "receive") == "204" and value(text, "send") == "204", text
+    assert value(text, "src-rc") == "0", text
+    assert re.search(r"migrated to 10\.99\.0\.2:7002 \(paused [\d.]+ ms\)", text), text
+    assert '"peer":"10.99.0.1"' in value(text, "dst-status"), text
+    dst = text.split("--- dst")[1]
+    last = at(text, "src-last")
+    t = ticks(dst)
+    assert t and t[0][0] in (last[0], last[0] + 1), (last, t[:3])
+    assert [n for n, _ in t] == list(range(t[0][0], STOP + 1))
+    assert "uptime-back" not in dst
+    assert "SNAP: log-ok" in dst and f"SNAP: done {STOP}" in dst, dst[-3000:]
+    assert value(text, "dst-rc") == "0"
 
 
 def test_destination_killed_midway_source_runs_on(lab):
