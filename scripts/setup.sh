@@ -20,6 +20,7 @@ PKGS=(
 	cpio gzip             # initramfs packing
 	util-linux            # unshare, for the /dev/kvm-missing test
 	gdb                   # the gdb stub tests drive the real debugger in batch mode
+	iproute2              # ip: network namespaces joined by veth for the migration tests
 )
 
 missing=()
