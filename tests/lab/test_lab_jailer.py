@@ -35,6 +35,15 @@ wait_for() { # FILE PATTERN SECONDS
 	i=0; while ! grep -q "$2" "$1" 2>/dev/null; do i=$((i+1)); [ $i -gt $(($3*10)) ] && return 1; sleep 0.1; done
 }
 wait_sock() { i=0; while [ ! -S "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; }
+reap() { # PID SECONDS CONSOLE ERR: waits for kite; past SECONDS it is killed and its output shown
+	i=0; while kill -0 $1 2>/dev/null && [ $i -lt $(($2*10)) ]; do sleep 0.1; i=$((i+1)); done
+	if kill -0 $1 2>/dev/null; then
+		echo "kite still running after $2 s: killed; the console's tail and kite's messages:"
+		tail -30 "$3"; cat "$4"
+		kill -9 $1
+	fi
+	wait $1
+}
 boot() { # ROOT BOOT_ARGS
 	cp "$LAB_KERNEL" "$1/vmlinuz"; cp "$LAB_INITRD" "$1/initrd.gz"
 	echo "boot-source $(api $1/run/api.sock PUT /boot-source "{\"kernel_image_path\":\"/vmlinuz\",\"initrd_path\":\"/initrd.gz\",\"boot_args\":\"$2\"}")"
@@ -87,7 +96,7 @@ for p in $(cat $CG/cgroup.procs); do echo "member $p $(cat /proc/$p/comm)"; done
 echo "pid $pid"
 ls -ln $R/dev/kvm $R/dev/net/tun $R/dev/urandom | awk '{print "dev", $NF, $1, $3, $4}'
 echo "cad $(api $R/run/api.sock PUT /actions '{"action_type":"SendCtrlAltDel"}')"
-wait $pid; echo "kite-rc $?"
+reap $pid 120 /tmp/console /tmp/kite.err; echo "kite-rc $?"
 grep -E 'KITE-GUEST: (uname|init-reached|ctrl-alt-del)' /tmp/console
 sed 's/^/kite-stderr: /' /tmp/kite.err | grep -v ': info:'
 echo "=== END jail"
@@ -99,7 +108,7 @@ kite jail --id lab-oom --exec-file "$JAILBIN" --uid 123 --gid 100 --cgroup memor
 pid=$!
 wait_sock $R/run/api.sock
 boot $R "$(echo "$BOOT_ARGS" | sed 's/kite.action=ticker/kite.action=reboot/')"
-wait $pid; echo "kite-rc $?"
+reap $pid 240 /tmp/console2 /tmp/kite2.err; echo "kite-rc $?"
 echo "init-reached $(grep -c 'KITE-GUEST: init-reached' /tmp/console2)"
 echo "oom_kill $(sed -n 's/^oom_kill //p' /sys/fs/cgroup/kite/lab-oom/memory.events)"
 echo "=== END oom"
@@ -136,7 +145,15 @@ def lab_jail(tmp_path_factory):
     sys.stderr.write(out[-5000:])
     assert "LAB: ready" in out, "the outer VM did not come up:\n" + out[-2000:]
     assert "cgroup2 mount failed" not in out and "rbind failed" not in out, out[-3000:]
-    return {m.group(1): m.group(2) for m in re.finditer(r"=== BEGIN (\S+)\n(.*?)=== END \1", out, re.S)}
+    sections = {m.group(1): m.group(2) for m in re.finditer(r"=== BEGIN (\S+)\n(.*?)=== END \1", out, re.S)}
+    sections["_tail"] = out[-4000:]
+    return sections
+
+
+def sect(lab, name):
+    """A section of the lab run; its absence shows how the run ended."""
+    assert name in lab, f"{name} did not finish in the lab; the run ended:\n{lab['_tail']}"
+    return lab[name]
 
 
 def value(text, key):
@@ -146,7 +163,7 @@ def value(text, key):
 
 
 def test_pivot_root_off_the_initramfs_is_refused(lab_jail):
-    t = lab_jail["rootfs"]
+    t = sect(lab_jail, "rootfs")
     assert value(t, "jailer-rc") == "1"
     lines = [ln for ln in t.splitlines() if ln.startswith("stderr: ")]
     assert lines == ["stderr: kite jail: error: pivot_root: / is the initramfs (rootfs), which cannot be "
@@ -155,7 +172,7 @@ def test_pivot_root_off_the_initramfs_is_refused(lab_jail):
 
 
 def test_jailed_guest_boots(lab_jail):
-    t = lab_jail["jail"]
+    t = sect(lab_jail, "jail")
     assert value(t, "boot-source") == "204"
     assert value(t, "machine-config") == "204"
     assert value(t, "start") == "204"
@@ -168,7 +185,7 @@ def test_jailed_guest_boots(lab_jail):
 
 
 def test_jailed_kite_is_unprivileged(lab_jail):
-    t = lab_jail["jail"]
+    t = sect(lab_jail, "jail")
     assert value(t, "status Uid:").split() == ["123"] * 4
     assert value(t, "status Gid:").split() == ["100"] * 4
     assert re.search(r"^status Groups:\s*$", t, re.M), t
@@ -178,7 +195,7 @@ def test_jailed_kite_is_unprivileged(lab_jail):
 
 
 def test_jailed_kite_root_is_the_chroot(lab_jail):
-    t = lab_jail["jail"]
+    t = sect(lab_jail, "jail")
     assert value(t, "root-inode") == value(t, "chroot-inode")
     assert "host-marker exists" in t
     assert value(t, "jail-sees-marker") == "no"
@@ -187,7 +204,7 @@ def test_jailed_kite_root_is_the_chroot(lab_jail):
 
 
 def test_jailed_kite_cgroup_limits(lab_jail):
-    t = lab_jail["jail"]
+    t = sect(lab_jail, "jail")
     assert value(t, "proc-cgroup") == "0::/kite/lab-vm1"
     assert value(t, "cpu.max") == "80000 100000"
     assert value(t, "memory.max") == "268435456"
@@ -200,7 +217,7 @@ def test_jailed_kite_cgroup_limits(lab_jail):
 
 
 def test_jail_device_nodes(lab_jail):
-    t = lab_jail["jail"]
+    t = sect(lab_jail, "jail")
     devs = {m.group(1): m.group(2).split() for m in re.finditer(r"^dev \S+/root/(\S+) (.*)$", t, re.M)}
     assert devs == {
         "dev/kvm": ["crw-rw----", "123", "100"],
@@ -210,7 +227,7 @@ def test_jail_device_nodes(lab_jail):
 
 
 def test_memory_max_is_enforced(lab_jail):
-    t = lab_jail["oom"]
+    t = sect(lab_jail, "oom")
     assert value(t, "kite-rc") == str(128 + 9), t  # SIGKILL from the OOM killer
     assert value(t, "init-reached") == "0"
     assert int(value(t, "oom_kill")) >= 1
