@@ -762,11 +762,6 @@ static int snapshot_overrides(json_t *conf, const json_t *b, struct reply *r)
 	json_t *mc = json_object_get(conf, "machine-config");
 	if (mc)
 		json_object_set_new(mc, "track_dirty_pages", json_boolean(track));
-	/* The serial port as the snapshot's VM had it, through kite's own route. */
-	json_t *serial = json_incref(json_object_get(conf, "serial"));
-	json_object_del(conf, "serial");
-	if (serial)
-		json_object_set_new(conf, "kite-serial", serial);
 	json_object_del(conf, "logger");
 	json_object_del(conf, "metrics");
 	return 0;
@@ -1154,7 +1149,7 @@ static void api_handle(void *ctx, const struct http_request *req, struct http_re
 /* ---- --config-file ---- */
 
 /* The sections of a FullVmConfiguration (as GET /vm/config writes it, with
- * kite's "kite-serial"), applied through the API's own handlers. */
+ * kite's "serial"), applied through the API's own handlers. */
 static int apply_sections(json_t *root, struct reply *r)
 {
 	static const struct {
@@ -1164,7 +1159,7 @@ static int apply_sections(json_t *root, struct reply *r)
 		{"machine-config", "PUT", "/machine-config"}, {"cpu-config", "PUT", "/cpu-config"},
 		{"boot-source", "PUT", "/boot-source"}, {"vsock", "PUT", "/vsock"},
 		{"entropy", "PUT", "/entropy"}, {"balloon", "PUT", "/balloon"},
-		{"kite-serial", "PUT", "/serial"},
+		{"serial", "PUT", "/serial"},
 	};
 	char fault_msg[sizeof(r->fault)];
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
@@ -1214,13 +1209,9 @@ static int apply_config_file(const char *path, struct kite_err *err)
 	/* Firecracker writes absent sections as null: drop them before validating. */
 	strip_nulls(root, 0);
 	/* "serial" is kite's, beyond FullVmConfiguration: GET /vm/config shows what
-	 * PUT /serial set, so a config file must take it back. */
-	json_t *serial = json_incref(json_object_get(root, "serial"));
-	json_object_del(root, "serial");
-	if (serial)
-		json_object_set_new(root, "kite-serial", serial);
+	 * PUT /serial set, so a config file must take it back (apply_sections does). */
 	json_t *sections = json_deep_copy(root);
-	json_object_del(sections, "kite-serial");
+	json_object_del(sections, "serial");
 	int bad = schema_validate(schema_find("FullVmConfiguration"), sections, msg, sizeof(msg));
 	json_decref(sections);
 	/* Sections the contract has and kite cannot do yet are refused, never ignored. */

@@ -86,11 +86,6 @@ static int get_cpuid(int fd, struct kvm_cpuid2 *c)
 
 /* ---- save ---- */
 
-static void put_raw(struct snap_writer *w, const char *tag, uint32_t inst, const void *p, size_t n)
-{
-	snapw_section(w, tag, inst, p, n);
-}
-
 static int xsave_size(struct vm *vm)
 {
 	int n = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
@@ -120,12 +115,12 @@ static int save_vcpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *l
 		return kvm_fail(err, "KVM_GET_DEBUGREGS", id);
 	if (ioctl(fd, KVM_GET_MP_STATE, &mp) < 0)
 		return kvm_fail(err, "KVM_GET_MP_STATE", id);
-	put_raw(w, "REGS", id, &regs, sizeof(regs));
-	put_raw(w, "SREG", id, &sregs, sizeof(sregs));
-	put_raw(w, "LAPC", id, &lapic, sizeof(lapic));
-	put_raw(w, "EVNT", id, &ev, sizeof(ev));
-	put_raw(w, "DBGR", id, &dbg, sizeof(dbg));
-	put_raw(w, "MPST", id, &mp, sizeof(mp));
+	snapw_section(w, "REGS", id, &regs, sizeof(regs));
+	snapw_section(w, "SREG", id, &sregs, sizeof(sregs));
+	snapw_section(w, "LAPC", id, &lapic, sizeof(lapic));
+	snapw_section(w, "EVNT", id, &ev, sizeof(ev));
+	snapw_section(w, "DBGR", id, &dbg, sizeof(dbg));
+	snapw_section(w, "MPST", id, &mp, sizeof(mp));
 
 	/* FPU and extended state: XSAVE where KVM has it, else the legacy area. */
 	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0) {
@@ -135,7 +130,7 @@ static int save_vcpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *l
 			return err_set(err, KITE_EXIT_ERROR, "out of memory");
 		int rc = ioctl(fd, sz > (int)sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, x);
 		if (rc == 0)
-			put_raw(w, "XSAV", id, x, (size_t)sz);
+			snapw_section(w, "XSAV", id, x, (size_t)sz);
 		free(x);
 		if (rc < 0)
 			return kvm_fail(err, "KVM_GET_XSAVE", id);
@@ -143,13 +138,13 @@ static int save_vcpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *l
 		struct kvm_fpu fpu;
 		if (ioctl(fd, KVM_GET_FPU, &fpu) < 0)
 			return kvm_fail(err, "KVM_GET_FPU", id);
-		put_raw(w, "FPU_", id, &fpu, sizeof(fpu));
+		snapw_section(w, "FPU_", id, &fpu, sizeof(fpu));
 	}
 	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0) {
 		struct kvm_xcrs xcrs;
 		if (ioctl(fd, KVM_GET_XCRS, &xcrs) < 0)
 			return kvm_fail(err, "KVM_GET_XCRS", id);
-		put_raw(w, "XCRS", id, &xcrs, sizeof(xcrs));
+		snapw_section(w, "XCRS", id, &xcrs, sizeof(xcrs));
 	}
 
 	/* MSRs: every one KVM lists that reads back. */
@@ -177,7 +172,7 @@ static int save_vcpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *l
 		free(c);
 		return kvm_fail(err, "KVM_GET_CPUID2", id);
 	}
-	put_raw(w, "CPID", id, c->entries, c->nent * sizeof(c->entries[0]));
+	snapw_section(w, "CPID", id, c->entries, c->nent * sizeof(c->entries[0]));
 	free(c);
 
 	int khz = ioctl(fd, KVM_GET_TSC_KHZ, 0);
@@ -198,12 +193,12 @@ int vmstate_save(struct vm *vm, struct snap_writer *w, struct kite_err *err)
 		struct kvm_irqchip chip = {.chip_id = chips[i]};
 		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) < 0)
 			return kvm_fail(err, "KVM_GET_IRQCHIP", ~0u);
-		put_raw(w, "IRQC", i, &chip, sizeof(chip));
+		snapw_section(w, "IRQC", i, &chip, sizeof(chip));
 	}
 	struct kvm_pit_state2 pit;
 	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0)
 		return kvm_fail(err, "KVM_GET_PIT2", ~0u);
-	put_raw(w, "PIT2", 0, &pit, sizeof(pit));
+	snapw_section(w, "PIT2", 0, &pit, sizeof(pit));
 
 	struct kvm_msr_list *list = msr_index_list(vm);
 	if (!list)
